@@ -1,0 +1,172 @@
+"""The OpenAPI 3.1 description of the API, built from the same models that validate it."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from server.records import ENTITIES, MODELS, NUMBER_FIELDS
+from server.repository import MAX_BATCH, MAX_LIMIT, MAX_NUMBER_BLOCK
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    words = {
+        400: "Malformed request",
+        401: "Missing or wrong API key",
+        404: "Unknown entity or record",
+        413: "Body over 16 MiB",
+        429: "Rate limit exceeded; see Retry-After",
+    }
+    return {str(status): _json(_ERROR, words[status]) for status in statuses}
+
+
+def _record_schemas(entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The schema of a record as sent (input) and as served (output)."""
+    sent = MODELS[entity].model_json_schema(mode="validation")
+    sent.pop("title", None)
+    served = {
+        "type": "object",
+        "properties": {
+            **{k: v for k, v in sent["properties"].items() if k != "base_version"},
+            "version": {"type": "integer", "minimum": 1},
+        },
+        "required": [*sent.get("required", []), "version"],
+        "additionalProperties": False,
+    }
+    for name in ("created_at", "updated_at", "deleted_at"):
+        served["properties"][name] = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+    return sent, served
+
+
+def _entity_paths(entity: str) -> dict[str, Any]:
+    name = entity.capitalize()
+    page = {
+        "type": "object",
+        "required": ["records", "next_cursor", "has_more"],
+        "properties": {
+            "records": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
+            "next_cursor": {"type": "string"},
+            "has_more": {"type": "boolean"},
+            "remaining": {"type": "integer", "minimum": 0},
+        },
+    }
+    result = {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {
+            "id": {"type": ["string", "null"]},
+            "status": {"enum": ["created", "updated", "unchanged", "conflict", "rejected"]},
+            "version": {"type": "integer"},
+            "record": {"$ref": f"#/components/schemas/{name}"},
+            "reason": {"type": "string"},
+        },
+    }
+    record_in = {"$ref": f"#/components/schemas/{name}Input"}
+    batch = {
+        "type": "object",
+        "required": ["records"],
+        "properties": {"records": {"type": "array", "maxItems": MAX_BATCH, "items": record_in}},
+        "additionalProperties": False,
+    }
+    query = [
+        {"name": "since", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+         "description": "Opaque cursor: next_cursor of the previous page; 0 or absent for the start."},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+        {"name": "count", "in": "query", "schema": {"type": "boolean"},
+         "description": "Also answer 'remaining', the number of changes after the cursor."},
+        {"name": "updatedSince", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+    ]
+    return {
+        f"/api/{entity}": {
+            "get": {
+                "summary": f"Changes of {entity} after a cursor, in server change order",
+                "parameters": query,
+                "responses": {"200": _json(page, "A page of changes"), **_errors(400, 401, 429)},
+            },
+            "post": {
+                "summary": f"Create or update {entity}: one record, or a batch",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [batch, record_in]}}}},
+                "responses": {
+                    "200": _json({"oneOf": [{"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": result}}}, result]}, "Batch results, or a single record updated/unchanged"),
+                    "201": _json(result, "Single record created"),
+                    "409": _json(result, "Single record in conflict; the server's record is included"),
+                    "422": _json(result, "Single record rejected; the reason is included"),
+                    **_errors(400, 401, 413, 429),
+                },
+            },
+        },
+        f"/api/{entity}/{{id}}": {
+            "get": {
+                "summary": f"One {entity} record, tombstones included",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"$ref": f"#/components/schemas/{name}"}, "The record"), **_errors(401, 404, 429)},
+            }
+        },
+    }
+
+
+@cache
+def build_openapi() -> dict[str, Any]:
+    """The whole document served at ``/api/openapi.json``."""
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        }
+    }
+    paths: dict[str, Any] = {
+        "/api/health": {
+            "get": {
+                "summary": "Is the server up and its database reachable?",
+                "security": [],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["status", "message", "server_time"], "properties": {"status": {"const": "ok"}, "message": {"type": "string"}, "server_time": {"type": "string", "format": "date-time"}}}, "Connected"),
+                    "503": _json({"type": "object", "required": ["status", "message"]}, "Database unreachable"),
+                },
+            }
+        },
+        "/api/number-blocks": {
+            "post": {
+                "summary": "Reserve a block of quote or order numbers for one device",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["entity", "device_id"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "entity": {"enum": list(NUMBER_FIELDS)},
+                        "device_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "size": {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER_BLOCK},
+                    },
+                }}}},
+                "responses": {
+                    "201": _json({"type": "object", "required": ["entity", "first", "last", "first_number", "last_number"]}, "The block"),
+                    **_errors(400, 401, 413, 429),
+                },
+            }
+        },
+    }
+    for entity in ENTITIES:
+        sent, served = _record_schemas(entity)
+        name = entity.capitalize()
+        schemas[f"{name}Input"] = sent
+        schemas[name] = served
+        paths.update(_entity_paths(entity))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "CraftSync remote API", "version": "1"},
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

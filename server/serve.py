@@ -1,0 +1,28 @@
+"""Serving the API with waitress, a production WSGI server that also runs on Windows."""
+
+from __future__ import annotations
+
+import logging
+
+from waitress import serve as waitress_serve
+
+from server import create_app
+from server.config import ServerSettings
+
+#: Worker threads of the WSGI server; the database pool is sized to match.
+THREADS = 8
+
+
+def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the API until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    print(f"CraftSync API on http://{host}:{port}/api (database: {_safe_url(settings.database_url)})", flush=True)
+    waitress_serve(app, host=host, port=port, threads=THREADS, ident="craftsync", clear_untrusted_proxy_headers=True)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

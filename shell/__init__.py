@@ -1,0 +1,1 @@
+"""The desktop shell: command line, window, embedded UI server, scheduler."""
