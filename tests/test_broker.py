@@ -19,10 +19,14 @@ import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shell.broker import HOST, BrokerError, EmbeddedBroker, find_server_binary, preload_dramatiq_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
+#: redis-py 8 retries a refused AUTH with backoff (~4 s); a refusal test wants the first answer.
+NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def require_binary() -> None:
@@ -94,9 +98,9 @@ def test_broker_answers_ping_with_password_and_refuses_without_it(broker: Embedd
     # Then only the one with the password is served
     assert redis.Redis.from_url(broker.url).ping() is True
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host=HOST, port=port).ping()
+        redis.Redis(host=HOST, port=port, retry=NO_RETRY).ping()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host=HOST, port=port, password="wrong").ping()
+        redis.Redis(host=HOST, port=port, password="wrong", retry=NO_RETRY).ping()
 
 
 def test_server_answering_is_the_child_process_on_loopback(broker: EmbeddedBroker) -> None:
