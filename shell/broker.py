@@ -182,7 +182,7 @@ class EmbeddedBroker:
             try:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         cwd=self._dir, preexec_fn=_die_with_parent(),
-                                        **({} if os.name == "nt" else {"process_group": 0}))  # no terminal ^C
+                                        process_group=None if os.name == "nt" else 0)  # no terminal ^C
             except BaseException as exc:
                 box.put(exc)
                 return

