@@ -1,4 +1,4 @@
-"""The ``craftsync`` command line.
+"""The ``craftsync`` command line (spec §3).
 
 Configuration comes from the environment and a ``.env`` file in the working directory;
 flags override both. Every failure a user can cause or meet (bad input, a service that
@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from dotenv import load_dotenv
 
-
-class UsageError(Exception):
-    """Raised for a problem the user can fix; its message is the one line shown."""
+from server.records import ENTITIES
+from shell.commands import UsageError, cmd_conflicts, cmd_status, cmd_sync, cmd_worker
+from worker.engine import DIRECTIONS
+from worker.errors import SyncError
+from worker.merge import POLICIES
+from worker.settings import Settings
 
 
 def _port(value: str) -> int:
@@ -25,20 +30,40 @@ def _port(value: str) -> int:
     return int(value)
 
 
-def cmd_server(args: argparse.Namespace) -> int:
+def _count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number from 1 to 64")
+    return int(value)
+
+
+def _entity(value: str) -> str:
+    if value not in ENTITIES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an entity; use {', '.join(ENTITIES)}")
+    return value
+
+
+def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from server.config import ServerSettings
     from server.serve import serve
 
-    settings = ServerSettings.from_env()
     try:
-        serve(settings, host=args.host, port=args.port)
+        serve(ServerSettings.from_env(), host=args.host, port=args.port)
     except SQLAlchemyError as exc:
         raise UsageError(f"cannot open the database ({type(exc).__name__}): {_first_line(exc)}") from exc
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return 0
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from shell.broker import BrokerError, serve_forever
+
+    try:
+        return serve_forever(args.port)
+    except BrokerError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -48,12 +73,44 @@ def _first_line(exc: BaseException) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="craftsync", description="Offline-first sync for Craft Tools Hub.")
+    parser.add_argument("--db", help="local SQLite file (default: CRAFTSYNC_DB or the user data dir)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = commands.add_parser("sync", help="sync entities (none named = all, in dependency order)")
+    sync.add_argument("entities", nargs="*", type=_entity, metavar="ENTITY", help=f"one or more of {', '.join(ENTITIES)}")
+    sync.add_argument("--direction", choices=DIRECTIONS, default="both")
+    sync.add_argument("--conflicts", choices=POLICIES, default="remote", help="conflict policy (default remote)")
+    mode = sync.add_mutually_exclusive_group()
+    mode.add_argument("--wait", action="store_true", help="follow the run; exit 0 ok, 1 failed, 3 open conflicts")
+    mode.add_argument("--inline", action="store_true", help="sync in this process, without broker or workers")
+    sync.add_argument("--json", action="store_true", help="print one JSON summary")
+    sync.set_defaults(handler=cmd_sync)
+
+    worker = commands.add_parser("worker", help="run dramatiq workers for all sync queues")
+    worker.add_argument("--processes", type=_count, default=1)
+    worker.add_argument("--threads", type=_count, default=4)
+    worker.set_defaults(handler=cmd_worker)
+
+    status = commands.add_parser("status", help="connection, last runs, pending changes, conflicts")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+
+    conflicts = commands.add_parser("conflicts", help="list or settle conflicts")
+    conflicts.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
+    conflicts.add_argument("id", nargs="?", type=int, help="conflict id (for resolve)")
+    conflicts.add_argument("--use", choices=["local", "remote", "merged"])
+    conflicts.add_argument("--data", help="JSON object of field values (with --use merged)")
+    conflicts.add_argument("--json", action="store_true")
+    conflicts.set_defaults(handler=cmd_conflicts)
 
     server = commands.add_parser("server", help="serve the reference remote API")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     server.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     server.set_defaults(handler=cmd_server)
+
+    broker = commands.add_parser("broker", help="run the embedded Redis-compatible broker in the foreground")
+    broker.add_argument("--port", type=_port, default=None)
+    broker.set_defaults(handler=cmd_broker)
     return parser
 
 
@@ -61,11 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``craftsync`` console script."""
     load_dotenv(os.path.join(os.getcwd(), ".env"))
     args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        return handler(args)
-    except UsageError as exc:
+        settings = Settings.from_env()
+        if args.db:
+            settings = settings.with_overrides(database=Path(args.db))
+        return handler(args, settings)
+    except (UsageError, SyncError) as exc:
         print(f"craftsync: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"craftsync: local database error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,262 @@
+"""What each ``craftsync`` command does once its arguments are parsed.
+
+Each handler takes the parsed arguments and the settings and returns the exit code. They
+raise ``UsageError`` (one line for the user) for everything a user can cause or meet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Final
+
+import redis
+from sqlalchemy.engine import make_url
+
+from server.records import ENTITIES
+from worker.conflicts import open_conflicts, resolve
+from worker.engine import SyncEngine, SyncOptions
+from worker.errors import RemoteError, SyncError
+from worker.events import CHANNEL, follow
+from worker.queue import ordered, request_sync
+from worker.remote import RemoteClient
+from worker.settings import Settings
+from worker.store import LocalStore
+
+#: Exit codes of ``craftsync sync --wait`` / ``--inline`` (spec §3).
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_CONFLICTS: Final = 3
+#: How long ``--wait`` waits for the next event before deciding no worker is listening.
+WAIT_SILENCE_S: Final = 60.0
+
+
+class UsageError(Exception):
+    """Raised for a problem the user can fix; its message is the one line shown."""
+
+
+# -- sync ----------------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    entities = ordered(args.entities) if args.entities else list(ENTITIES)
+    options = SyncOptions(direction=args.direction, policy=args.conflicts)
+    if args.inline:
+        results = _sync_inline(settings, entities, options, quiet=args.json)
+    else:
+        results = _sync_queued(settings, entities, options, wait=args.wait, quiet=args.json)
+        if results is None:
+            return EXIT_OK
+    code = outcome_code(results)
+    if args.json:
+        print(json.dumps({"status": _STATUS_WORDS[code], "runs": results}))
+    return code
+
+
+_STATUS_WORDS = {EXIT_OK: "completed", EXIT_FAILED: "failed", EXIT_CONFLICTS: "conflicts"}
+
+
+def outcome_code(results: list[dict[str, Any]]) -> int:
+    """1 when a run failed, else 3 when one ended with unresolved conflicts, else 0."""
+    statuses = {r.get("status") for r in results}
+    if "failed" in statuses or not results:
+        return EXIT_FAILED
+    return EXIT_CONFLICTS if "conflicts" in statuses else EXIT_OK
+
+
+def _sync_inline(settings: Settings, entities: list[str], options: SyncOptions, *, quiet: bool) -> list[dict[str, Any]]:
+    with LocalStore(settings.database) as store, RemoteClient(settings.remote()) as remote:
+        engine = SyncEngine(store, remote, progress=None if quiet else _print_progress)
+        return [engine.sync(entity, options).as_dict() for entity in entities]
+
+
+def _sync_queued(
+    settings: Settings, entities: list[str], options: SyncOptions, *, wait: bool, quiet: bool
+) -> list[dict[str, Any]] | None:
+    from dramatiq.brokers.redis import RedisBroker
+
+    url = _broker_url(settings)
+    client = redis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(CHANNEL)  # before queueing, so that no event is missed
+        run_id = request_sync(
+            RedisBroker(url=url), client, entities, direction=options.direction, policy=options.policy
+        )
+    except redis.RedisError as exc:
+        raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
+    if not wait:
+        print(json.dumps({"queued": run_id, "entities": entities}) if quiet else f"queued: {', '.join(entities)} ({run_id})")
+        return None
+    try:
+        return _wait_for_runs(pubsub, entities, quiet=quiet)
+    finally:
+        pubsub.close()
+
+
+def _wait_for_runs(pubsub: redis.client.PubSub, entities: list[str], *, quiet: bool) -> list[dict[str, Any]]:
+    """Follow events until each entity's next run has ended; one result per entity."""
+    started: dict[str, str] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for event in follow(pubsub, timeout_s=WAIT_SILENCE_S):
+        entity, run = event.get("entity"), event.get("run_id")
+        if entity not in entities or entity in results:
+            continue
+        if event["type"] == "started":
+            started.setdefault(entity, run)
+        elif started.get(entity) == run:
+            if not quiet:
+                _print_progress(event)
+            if event["type"] in ("completed", "failed"):
+                results[entity] = event
+                if len(results) == len(entities):
+                    break
+    missing = [e for e in entities if e not in results]
+    if missing:
+        raise UsageError(
+            f"no progress from the workers for {WAIT_SILENCE_S:.0f} s ({', '.join(missing)} not finished): "
+            "is 'craftsync worker' running? ('--inline' syncs without workers)"
+        )
+    return [results[e] for e in entities]
+
+
+def _print_progress(event: dict[str, Any]) -> None:
+    kind = event["type"]
+    line = f"{event['entity']:<9} {event['direction']:<4} {kind:<9} {event['done']}/{event['total']}"
+    if kind == "progress":
+        line += f"  {event['rate']:.0f}/s, {event['eta_s']:.0f} s left"
+    elif kind in ("completed", "failed"):
+        line += f"  pushed {event['pushed']}, pulled {event['pulled']}, conflicts {event['conflicts']}"
+        if event.get("status") == "conflicts":
+            line += " (open conflicts: see 'craftsync conflicts')"
+        if event.get("error"):
+            line += f"  error: {event['error']}"
+    print(line, file=sys.stderr, flush=True)
+
+
+def _broker_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise UsageError("no broker: set REDIS_URL, or start 'craftsync run'; or sync in this process with --inline")
+    return settings.redis_url
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# -- worker --------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    url = _broker_url(settings)
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
+    settings.remote()  # fail now, in one line, rather than in every worker thread
+    os.environ.update(settings.to_env())
+    argv = ["worker.actors", "--processes", str(args.processes), "--threads", str(args.threads)]
+    return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+
+
+# -- status and conflicts ------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    with LocalStore(settings.database) as store:
+        report = {
+            "database": str(settings.database),
+            "connection": _connection(settings),
+            "entities": {entity: _entity_status(store, entity) for entity in ENTITIES},
+            "open_conflicts": len(open_conflicts(store)),
+        }
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    connection = report["connection"]
+    print(f"remote:    {connection['state']} {connection.get('url') or ''} {connection.get('detail') or ''}".rstrip())
+    for entity, info in report["entities"].items():
+        last = info["last_run"]
+        when = f"last run {last['status']} at {last['finished_at'] or last['started_at']}" if last else "never synced"
+        print(f"{entity:<10} pending {info['pending']:>6}  conflicts {info['conflict']:>4}  rejected {info['rejected']:>4}  {when}")
+    print(f"open conflicts: {report['open_conflicts']}")
+    return EXIT_OK
+
+
+def _entity_status(store: LocalStore, entity: str) -> dict[str, Any]:
+    counts = store.counts(entity)
+    last = store.conn.execute(
+        "SELECT run_id, status, started_at, finished_at, pushed, pulled, conflicts, rejected, error "
+        "FROM sync_runs WHERE entity = ? ORDER BY started_at DESC LIMIT 1",
+        (entity,),
+    ).fetchone()
+    return {**counts, "last_run": dict(last) if last else None}
+
+
+def _connection(settings: Settings) -> dict[str, Any]:
+    try:
+        remote_settings = settings.remote()
+    except SyncError as exc:
+        return {"state": "unconfigured", "detail": str(exc)}
+    from dataclasses import replace
+
+    quick = replace(remote_settings, max_attempts=1, timeout_s=5.0)
+    started = time.monotonic()
+    try:
+        with RemoteClient(quick) as remote:
+            remote.health()
+            skew = remote.clock_skew_s
+    except RemoteError as exc:
+        return {"state": "offline", "url": remote_settings.base_url, "detail": str(exc)}
+    result: dict[str, Any] = {"state": "online", "url": remote_settings.base_url,
+                              "latency_ms": round((time.monotonic() - started) * 1000)}
+    if skew is not None and abs(skew) > 120:
+        result["detail"] = f"warning: the server clock differs from this one by {skew:.0f} s"
+    return result
+
+
+def cmd_conflicts(args: argparse.Namespace, settings: Settings) -> int:
+    with LocalStore(settings.database) as store:
+        if args.action == "resolve":
+            return _resolve(args, store)
+        conflicts = open_conflicts(store)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in conflicts]))
+        return EXIT_OK
+    if not conflicts:
+        print("no open conflicts")
+    for c in conflicts:
+        print(f"#{c.id} {c.entity} {c.record_id}  fields: {', '.join(c.fields)}")
+        for name in c.fields:
+            local = (c.local or {}).get(name)
+            print(f"    {name}: local {local!r}  remote {c.remote.get(name)!r}")
+    return EXIT_OK
+
+
+def _resolve(args: argparse.Namespace, store: LocalStore) -> int:
+    if args.id is None:
+        raise UsageError("say which conflict: craftsync conflicts resolve ID --use local|remote|merged")
+    if args.use is None:
+        raise UsageError("say which version to keep: --use local, --use remote or --use merged --data JSON")
+    data = None
+    if args.data is not None:
+        try:
+            data = json.loads(args.data)
+        except ValueError as exc:
+            raise UsageError(f"--data is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError("--data must be a JSON object of field values")
+    if args.use == "merged" and data is None:
+        raise UsageError("--use merged needs --data with the chosen field values")
+    record = resolve(store, args.id, args.use, data)
+    print(f"conflict #{args.id} settled with the {args.use} version; it is pushed on the next sync")
+    if args.json:
+        print(json.dumps(record))
+    return EXIT_OK

@@ -1,0 +1,94 @@
+"""The dramatiq actors: one per entity, each on its own queue.
+
+This module is the worker process's edge: importing it reads the settings from the
+environment and sets up the Redis broker, which is what ``dramatiq worker.actors`` (run by
+``craftsync worker``) expects. Each worker thread keeps its own local-store connection and
+API client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Final
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from server.records import ENTITIES
+from worker.engine import SyncEngine, SyncOptions
+from worker.errors import ConfigurationError
+from worker.events import Publisher
+from worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
+from worker.remote import RemoteClient
+from worker.settings import Settings
+from worker.store import LocalStore
+
+log = logging.getLogger(__name__)
+
+#: How long a dead worker's message waits before Redis hands it to another worker (ms).
+#: dramatiq's default is a minute; the entity lock already lapses in seconds, so redelivery
+#: can come sooner, and it is harmless: a sync run twice changes nothing the second time.
+HEARTBEAT_TIMEOUT_MS: Final = 15_000
+#: A bulk pull of hundreds of thousands of records may take minutes.
+TIME_LIMIT_MS: Final = 60 * 60 * 1000
+#: How often a run waits for a busy entity (each retry backs off up to MAX_BACKOFF_MS).
+MAX_BUSY_RETRIES: Final = 2000
+MAX_BACKOFF_MS: Final = 2000
+#: Attempts at a message whose run raised (a failed sync does not raise: it is recorded).
+MAX_CRASH_RETRIES: Final = 3
+
+settings = Settings.from_env()
+if not settings.redis_url:
+    raise ConfigurationError("REDIS_URL is not set: workers need the broker")
+broker = RedisBroker(url=settings.redis_url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS)
+dramatiq.set_broker(broker)
+_redis = redis.Redis.from_url(settings.redis_url)
+_local = threading.local()
+
+
+def _engine() -> SyncEngine:
+    """This thread's engine (its own SQLite connection and HTTP client)."""
+    engine: SyncEngine | None = getattr(_local, "engine", None)
+    if engine is None:
+        store = LocalStore(settings.database)
+        engine = SyncEngine(store, RemoteClient(settings.remote()), progress=Publisher(_redis))
+        _local.engine = engine
+    return engine
+
+
+def _should_retry(retries: int, exc: BaseException) -> bool:
+    if isinstance(exc, EntityBusy):
+        return retries < MAX_BUSY_RETRIES
+    return retries < MAX_CRASH_RETRIES
+
+
+def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> dict[str, Any]:
+    """Run one sync of ``entity``, then queue the rest of its chain."""
+    with entity_lock(_redis, entity):
+        then = take_queued(_redis, entity, run_id)
+        result = _engine().sync(entity, SyncOptions(direction=direction, policy=policy), run_id=run_id)  # type: ignore[arg-type]
+    if then:
+        request_sync(broker, _redis, then, direction=direction, policy=policy)
+    log.info("%s %s: %s (pushed %d, pulled %d)", entity, direction, result.status, result.pushed, result.pulled)
+    return result.as_dict()
+
+
+def _declare(entity: str) -> dramatiq.Actor:
+    def run(direction: str, policy: str, run_id: str) -> dict[str, Any]:
+        return sync_entity(entity, direction=direction, policy=policy, run_id=run_id)
+
+    run.__name__ = actor_name(entity)
+    return dramatiq.actor(
+        run,
+        actor_name=actor_name(entity),
+        queue_name=queue_name(entity),
+        time_limit=TIME_LIMIT_MS,
+        max_backoff=MAX_BACKOFF_MS,
+        min_backoff=200,
+        retry_when=_should_retry,
+    )
+
+
+ACTORS: Final = {entity: _declare(entity) for entity in ENTITIES}

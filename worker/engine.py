@@ -1,0 +1,409 @@
+"""The sync engine: push, pull and both for one entity, with the guarantees of spec §6.
+
+Pull walks the server's change feed from the cursor stored for the entity. Each page is
+applied, together with the new cursor, in one local transaction: a crash anywhere leaves
+either the whole page and its cursor, or neither, and the next run resumes from there.
+
+Push sends records with local changes in batches, each carrying ``base_version``, the
+server version this device last agreed with. The answers are applied in one transaction.
+A record changed again while its batch was on the wire stays pending; a batch applied by
+the server whose answer was lost is re-sent next time and answered ``unchanged``.
+
+Records changed on both sides are merged field by field (``worker.merge``); what cannot be
+merged is settled by the run's policy or, under ``manual``, kept in ``sync_conflicts``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Literal
+
+from server.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
+from worker.errors import SyncError
+from worker.merge import Policy, merge
+from worker.remote import RemoteClient
+from worker.store import LocalStore, loads
+
+Direction = Literal["push", "pull", "both"]
+DIRECTIONS: Final = ("push", "pull", "both")
+
+#: Records per pulled page and pushed batch. Pages of 5,000 rows committed 50-75% faster
+#: than pages of 1,000 in the local store; the server accepts at most 5,000 per batch.
+PAGE_SIZE: Final = 5000
+BATCH_SIZE: Final = 1000
+#: Push passes per run: a record merged after a push conflict is sent again in the next one.
+MAX_PUSH_PASSES: Final = 3
+#: Keep at least this many offline quote/order numbers; fetch a block of BLOCK_SIZE when lower.
+NUMBERS_LOW_WATER: Final = 20
+NUMBER_BLOCK_SIZE: Final = 100
+
+ProgressSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What one run does."""
+
+    direction: Direction = "both"
+    policy: Policy = "remote"
+    page_size: int = PAGE_SIZE
+    batch_size: int = BATCH_SIZE
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run of one entity, as stored in ``sync_runs``."""
+
+    run_id: str
+    entity: str
+    direction: str
+    policy: str
+    status: str = "running"  # then completed | conflicts | failed
+    pushed: int = 0
+    pulled: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    error: str | None = None
+    started_at: str = field(default_factory=now_iso)
+    finished_at: str | None = None
+    done: int = 0
+    total: int = 0
+    clock: float = field(default_factory=time.monotonic, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("clock")
+        return data
+
+
+class SyncEngine:
+    """Runs syncs of the local store against one remote API."""
+
+    def __init__(self, store: LocalStore, remote: RemoteClient, *, progress: ProgressSink | None = None) -> None:
+        self.store = store
+        self.remote = remote
+        self.progress = progress or (lambda event: None)
+
+    def sync(self, entity: str, options: SyncOptions = SyncOptions(), *, run_id: str | None = None) -> RunResult:
+        """One run of ``entity``; failures end in a ``failed`` result, never an exception."""
+        run = RunResult(run_id or uuid.uuid4().hex, entity, options.direction, options.policy)
+        if entity not in ENTITIES:
+            raise ValueError(f"unknown entity {entity!r}")
+        self._begin(run)
+        try:
+            if options.direction in ("pull", "both"):
+                self._pull(entity, options, run)
+            if options.direction in ("push", "both"):
+                self._push(entity, options, run)
+            if entity in NUMBER_FIELDS:
+                self._refill_numbers(entity)
+            run.status = "conflicts" if self.open_conflicts(entity) else "completed"
+        except SyncError as exc:
+            run.status, run.error = "failed", str(exc)
+        except sqlite3.Error as exc:
+            run.status, run.error = "failed", f"local database error: {exc}"
+        finally:
+            run.finished_at = now_iso()
+            self._finish(run)
+        return run
+
+    def open_conflicts(self, entity: str | None = None) -> int:
+        query = "SELECT count(*) FROM sync_conflicts WHERE resolved = 0"
+        args: tuple[Any, ...] = ()
+        if entity:
+            query, args = query + " AND entity = ?", (entity,)
+        return int(self.store.conn.execute(query, args).fetchone()[0])
+
+    # -- pull --------------------------------------------------------------------------
+
+    def _pull(self, entity: str, options: SyncOptions, run: RunResult) -> None:
+        cursor = self.store.cursor(entity)
+        first = True
+        while True:
+            page = self.remote.pull(entity, since=cursor, limit=options.page_size, count=first)
+            if first:
+                run.total += page.remaining or len(page.records)
+                first = False
+            with self.store.engine_writes() as conn:
+                for record in page.records:
+                    run.pulled += self._reconcile(conn, entity, record, options.policy, run)
+                conn.execute(
+                    "INSERT INTO sync_cursors (entity, cursor, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                    (entity, page.next_cursor, now_iso()),
+                )
+            run.done += len(page.records)
+            cursor = page.next_cursor
+            self._emit("progress", run)
+            if not page.has_more:
+                return
+
+    def _reconcile(self, conn: sqlite3.Connection, entity: str, record: dict[str, Any], policy: Policy, run: RunResult) -> bool:
+        """Bring one server record into the local store, merging with local changes.
+
+        Returns whether it changed anything (a version this device already has does not)."""
+        fields = data_fields(entity)
+        remote = {name: record.get(name) for name in fields}
+        version = int(record["version"])
+        record_id = remote["id"]
+        meta = conn.execute(
+            "SELECT * FROM sync_metadata WHERE entity = ? AND record_id = ?", (entity, record_id)
+        ).fetchone()
+        if meta is None or meta["sync_status"] == "synced":
+            if meta is not None and (meta["remote_version"] or 0) >= version:
+                return False  # already have this version (or newer), e.g. from our own push
+            self._write_row(conn, entity, remote, row_exists=meta is not None and meta["deleted_data"] is None)
+            self._agree(conn, entity, record_id, version, local_version=meta["local_version"] if meta else 0)
+            return True
+        local = self._local_view(conn, entity, meta)
+        base = self._canon(entity, loads(meta["base_data"])) if meta["base_data"] else None
+        if meta["sync_status"] == "conflict":
+            self._refresh_conflict(conn, entity, record_id, base, local, remote, version)
+            return True
+        outcome = merge(base, local, remote, fields, policy)
+        if outcome.conflicts:
+            run.conflicts += 1
+            if policy == "manual":
+                self._open_conflict(conn, entity, record_id, base, local, remote, version, outcome.conflicts)
+                self._emit("conflict", run)
+                return True
+        merged = outcome.record
+        self._write_row(conn, entity, merged, row_exists=meta["deleted_data"] is None)
+        if merged == remote:
+            self._agree(conn, entity, record_id, version, local_version=meta["local_version"])
+        else:  # local changes survive the merge: push them from the new base
+            conn.execute(
+                "UPDATE sync_metadata SET remote_version = ?, base_data = ?, sync_status = 'pending', reason = NULL "
+                "WHERE entity = ? AND record_id = ?",
+                (version, json.dumps(remote), entity, record_id),
+            )
+        return True
+
+    def _local_view(self, conn: sqlite3.Connection, entity: str, meta: sqlite3.Row) -> dict[str, Any]:
+        """The local record in canonical form; a hard-deleted one as its tombstone."""
+        fields = data_fields(entity)
+        if meta["deleted_data"] is not None:
+            data = loads(meta["deleted_data"]) or {}
+            data["deleted_at"] = data.get("deleted_at") or meta["changed_at"]
+        else:
+            row = conn.execute(f"SELECT {', '.join(fields)} FROM {entity} WHERE id = ?", (meta["record_id"],)).fetchone()
+            data = dict(row) if row else {"id": meta["record_id"], "deleted_at": meta["changed_at"]}
+        return self._canon(entity, data)
+
+    def _write_row(self, conn: sqlite3.Connection, entity: str, data: dict[str, Any], *, row_exists: bool) -> None:
+        """Write a record into the host app's table (an upsert); a tombstone of a record
+        this device has already removed stays removed."""
+        if data.get("deleted_at") is not None and not row_exists:
+            exists = conn.execute(f"SELECT 1 FROM {entity} WHERE id = ?", (data["id"],)).fetchone()
+            if not exists:
+                return
+        fields = data_fields(entity)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in fields if name != "id")
+        conn.execute(
+            f"INSERT INTO {entity} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
+            [data.get(name) for name in fields],
+        )
+
+    def _agree(self, conn: sqlite3.Connection, entity: str, record_id: str, version: int, *, local_version: int) -> None:
+        """Record that both sides now hold the same record at ``version``."""
+        conn.execute(
+            "INSERT INTO sync_metadata (entity, record_id, local_version, synced_version, remote_version, "
+            "last_synced_at, sync_status) VALUES (?, ?, ?, ?, ?, ?, 'synced') "
+            "ON CONFLICT (entity, record_id) DO UPDATE SET synced_version = excluded.synced_version, "
+            "remote_version = excluded.remote_version, last_synced_at = excluded.last_synced_at, "
+            "sync_status = 'synced', base_data = NULL, deleted_data = NULL, reason = NULL",
+            (entity, record_id, local_version, local_version, version, now_iso()),
+        )
+
+    # -- conflicts kept for the user -----------------------------------------------------
+
+    def _open_conflict(
+        self, conn: sqlite3.Connection, entity: str, record_id: str, base: dict[str, Any] | None,
+        local: dict[str, Any], remote: dict[str, Any], version: int, fields: list[str],
+    ) -> None:
+        conn.execute(
+            "INSERT INTO sync_conflicts (entity, record_id, local_data, remote_data, base_data, fields, "
+            "remote_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entity, record_id, json.dumps(local), json.dumps(remote), json.dumps(base) if base else None,
+             json.dumps(fields), version, now_iso()),
+        )
+        conn.execute(
+            "UPDATE sync_metadata SET sync_status = 'conflict' WHERE entity = ? AND record_id = ?", (entity, record_id)
+        )
+
+    def _refresh_conflict(
+        self, conn: sqlite3.Connection, entity: str, record_id: str, base: dict[str, Any] | None,
+        local: dict[str, Any], remote: dict[str, Any], version: int,
+    ) -> None:
+        """A newer server version of a record already in conflict replaces the old one there."""
+        fields = merge(base, local, remote, data_fields(entity), "manual").conflicts
+        conn.execute(
+            "UPDATE sync_conflicts SET remote_data = ?, remote_version = ?, local_data = ?, fields = ? "
+            "WHERE entity = ? AND record_id = ? AND resolved = 0 AND remote_version < ?",
+            (json.dumps(remote), version, json.dumps(local), json.dumps(fields), entity, record_id, version),
+        )
+
+    # -- push --------------------------------------------------------------------------
+
+    def _push(self, entity: str, options: SyncOptions, run: RunResult) -> None:
+        run.total += self.store.counts(entity)["pending"]
+        for _ in range(MAX_PUSH_PASSES):
+            merged_again = 0
+            after = 0
+            while batch := self.store.pending(entity, after=after, limit=options.batch_size):
+                after = batch[-1]["id"]
+                merged_again += self._push_batch(entity, batch, options.policy, run)
+                self._emit("progress", run)
+            if not merged_again:
+                return
+
+    def _push_batch(self, entity: str, batch: list[sqlite3.Row], policy: Policy, run: RunResult) -> int:
+        """Send one batch and apply the answers; returns how many records need another pass."""
+        outgoing: list[tuple[sqlite3.Row, dict[str, Any]]] = []
+        with self.store.engine_writes() as conn:
+            for meta in batch:
+                record = self._outgoing(conn, entity, meta, run)
+                if record is not None:
+                    outgoing.append((meta, record))
+        if not outgoing:
+            return 0
+        results = self.remote.push(entity, [record for _, record in outgoing])
+        again = 0
+        with self.store.engine_writes() as conn:
+            for (meta, sent), result in zip(outgoing, results, strict=True):
+                again += self._apply_result(conn, entity, meta, sent, result, policy, run)
+        run.done += len(outgoing)
+        return again
+
+    def _outgoing(self, conn: sqlite3.Connection, entity: str, meta: sqlite3.Row, run: RunResult) -> dict[str, Any] | None:
+        """The record to send for one pending change, or None when there is nothing to send."""
+        if meta["deleted_data"] is not None and meta["remote_version"] is None:
+            # Created and hard-deleted before it ever reached the server: forget it.
+            conn.execute("DELETE FROM sync_metadata WHERE id = ?", (meta["id"],))
+            return None
+        local = self._local_view(conn, entity, meta)
+        try:
+            validate(entity, local)
+        except InvalidRecord as exc:
+            self._reject(conn, meta, str(exc), run)
+            return None
+        return {**local, "base_version": meta["remote_version"]}
+
+    def _apply_result(
+        self, conn: sqlite3.Connection, entity: str, meta: sqlite3.Row, sent: dict[str, Any],
+        result: dict[str, Any], policy: Policy, run: RunResult,
+    ) -> int:
+        status = result["status"]
+        now = conn.execute("SELECT local_version FROM sync_metadata WHERE id = ?", (meta["id"],)).fetchone()
+        changed_meanwhile = now is None or now[0] != meta["local_version"]
+        if status == "rejected":
+            if not changed_meanwhile:
+                self._reject(conn, meta, result.get("reason") or "rejected by the server", run)
+            return 0
+        if status == "conflict":
+            self._reconcile(conn, entity, result["record"], policy, run)
+            return 1
+        run.pushed += status != "unchanged"
+        stored = {name: (result.get("record") or sent).get(name) for name in data_fields(entity)}
+        if changed_meanwhile:
+            conn.execute(
+                "UPDATE sync_metadata SET remote_version = ?, base_data = ? WHERE id = ?",
+                (result["version"], json.dumps(stored), meta["id"]),
+            )
+            return 0
+        if result.get("record"):  # the server changed something (e.g. renumbered): adopt it
+            self._write_row(conn, entity, stored, row_exists=meta["deleted_data"] is None)
+        self._agree(conn, entity, meta["record_id"], result["version"], local_version=meta["local_version"])
+        if meta["deleted_data"] is not None:
+            conn.execute("UPDATE sync_metadata SET deleted_data = ? WHERE id = ?", (meta["deleted_data"], meta["id"]))
+        return 0
+
+    def _reject(self, conn: sqlite3.Connection, meta: sqlite3.Row, reason: str, run: RunResult) -> None:
+        """Quarantine a record until it is edited: the rest of the batch goes on."""
+        conn.execute("UPDATE sync_metadata SET sync_status = 'rejected', reason = ? WHERE id = ?", (reason, meta["id"]))
+        run.rejected += 1
+
+    def _refill_numbers(self, entity: str) -> None:
+        """Keep a block of quote/order numbers so that records made offline get unique ones."""
+        if self.store.numbers_left(entity) >= NUMBERS_LOW_WATER:
+            return
+        block = self.remote.number_block(entity, self.store.device_id, NUMBER_BLOCK_SIZE)
+        self.store.add_number_block(entity, int(block["first"]), int(block["last"]))
+
+    # -- canonical values ----------------------------------------------------------------
+
+    @staticmethod
+    def _canon(entity: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A record with canonical values, so that '12.5' and 12.50 compare equal.
+
+        Values the host app wrote as numbers become text first (floats by their shortest
+        repr, which is what the user typed). A record that does not validate keeps its
+        values as they are; pushing it gets it quarantined with the reason.
+        """
+        fields = data_fields(entity)
+        plain = {name: _as_text(data.get(name)) for name in fields}
+        try:
+            canonical, _ = validate(entity, plain)
+        except InvalidRecord:
+            return plain
+        return canonical
+
+    # -- run bookkeeping and events ------------------------------------------------------
+
+    def _begin(self, run: RunResult) -> None:
+        conn = self.store.conn
+        conn.execute(
+            "UPDATE sync_runs SET status = 'interrupted', finished_at = ? WHERE entity = ? AND status = 'running'",
+            (now_iso(), run.entity),
+        )
+        conn.execute(  # a message redelivered after a crash runs again under its run id
+            "INSERT INTO sync_runs (run_id, entity, direction, policy, status, started_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at",
+            (run.run_id, run.entity, run.direction, run.policy, run.status, run.started_at),
+        )
+        self._emit("started", run)
+
+    def _finish(self, run: RunResult) -> None:
+        self.store.conn.execute(
+            "UPDATE sync_runs SET status = ?, finished_at = ?, pushed = ?, pulled = ?, conflicts = ?, rejected = ?, "
+            "error = ? WHERE run_id = ?",
+            (run.status, run.finished_at, run.pushed, run.pulled, run.conflicts, run.rejected, run.error, run.run_id),
+        )
+        self._emit("failed" if run.status == "failed" else "completed", run)
+
+    def _emit(self, kind: str, run: RunResult) -> None:
+        elapsed = max(time.monotonic() - run.clock, 1e-6)
+        rate = run.done / elapsed
+        left = max(run.total - run.done, 0)
+        self.progress(
+            {
+                "type": kind,
+                "run_id": run.run_id,
+                "entity": run.entity,
+                "direction": run.direction,
+                "done": run.done,
+                "total": max(run.total, run.done),
+                "pushed": run.pushed,
+                "pulled": run.pulled,
+                "conflicts": run.conflicts,
+                "rate": round(rate, 1),
+                "eta_s": round(left / rate, 1) if rate > 0 and left else 0,
+                "error": run.error,
+                "status": run.status,
+                "ts": now_iso(),
+            }
+        )
+
+
+def _as_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

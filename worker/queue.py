@@ -1,0 +1,130 @@
+"""Sync requests on the Redis queue: enqueueing, coalescing, and the one-run-per-entity lock.
+
+A request for an entity that already has a run waiting in the queue joins that run instead
+of adding another (``craftsync:queued:<entity>`` names the waiting run). A run holds
+``craftsync:lock:<entity>`` while it works, renewed in the background; a worker that dies
+stops renewing it, so the lock lapses within ``LOCK_TTL_S`` and the next request runs
+promptly. A run that finds the lock taken waits for it through dramatiq's retries.
+
+"All" is a chain: customers, then quotes, then orders (spec §6.6), each run enqueueing the
+next when it ends, so that parents always reach the server before their children.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import dramatiq
+import redis
+from redis.lock import Lock
+
+from server.records import ENTITIES
+from worker.errors import SyncError
+
+#: Seconds a run's lock outlives its last renewal: how soon a crashed worker's entity frees up.
+LOCK_TTL_S: Final = 10
+#: A request waits in the queue at most this long before a new one no longer joins it.
+QUEUED_TTL_S: Final = 3600
+
+
+class EntityBusy(SyncError):
+    """Raised when another worker is syncing the entity; dramatiq retries the message."""
+
+
+def queue_name(entity: str) -> str:
+    return f"craftsync-{entity}"
+
+
+def actor_name(entity: str) -> str:
+    return f"sync_{entity}"
+
+
+def _queued_key(entity: str) -> str:
+    return f"craftsync:queued:{entity}"
+
+
+#: Join the waiting run if there is one, else become it. Atomic, so no request is lost
+#: between a run starting and a request joining it. Returns {is_new, run_id}.
+_JOIN_OR_QUEUE = """
+local waiting = redis.call('HGET', KEYS[1], 'run_id')
+if waiting then
+  local then_ = cjson.decode(redis.call('HGET', KEYS[1], 'then') or '[]')
+  for _, entity in ipairs(cjson.decode(ARGV[2])) do table.insert(then_, entity) end
+  if #then_ > 0 then redis.call('HSET', KEYS[1], 'then', cjson.encode(then_)) end
+  return {0, waiting}
+end
+redis.call('HSET', KEYS[1], 'run_id', ARGV[1], 'then', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {1, ARGV[1]}
+"""
+
+#: Claim the waiting run if it is ours; returns the chain to continue with, or nil.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return nil end
+local then_ = redis.call('HGET', KEYS[1], 'then')
+redis.call('DEL', KEYS[1])
+return then_
+"""
+
+
+def request_sync(
+    broker: dramatiq.Broker, client: redis.Redis, entities: list[str], *, direction: str, policy: str
+) -> str:
+    """Queue a sync of ``entities`` in order; returns the run id of the first one's run."""
+    first, rest = entities[0], entities[1:]
+    is_new, run_id = client.eval(_JOIN_OR_QUEUE, 1, _queued_key(first), uuid.uuid4().hex, json.dumps(rest), QUEUED_TTL_S)
+    run_id = run_id.decode() if isinstance(run_id, bytes) else str(run_id)
+    if is_new:
+        message = dramatiq.Message(
+            queue_name=queue_name(first),
+            actor_name=actor_name(first),
+            args=(),
+            kwargs={"direction": direction, "policy": policy, "run_id": run_id},
+            options={},
+        )
+        broker.enqueue(message)
+    return run_id
+
+
+def take_queued(client: redis.Redis, entity: str, run_id: str) -> list[str]:
+    """Mark the waiting run ``run_id`` as started; returns the chain it must continue with."""
+    then = client.eval(_CLAIM, 1, _queued_key(entity), run_id)
+    return ordered(json.loads(then)) if then else []
+
+
+@contextmanager
+def entity_lock(client: redis.Redis, entity: str) -> Iterator[None]:
+    """Hold the entity's lock for the block, renewing it; EntityBusy when another run has it."""
+    lock = Lock(client, f"craftsync:lock:{entity}", timeout=LOCK_TTL_S, thread_local=False)
+    if not lock.acquire(blocking=False):
+        raise EntityBusy(f"a sync of {entity} is already running")
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_TTL_S / 3):
+            try:
+                lock.reacquire()
+            except redis.RedisError:
+                return
+
+    renewer = threading.Thread(target=renew, name=f"lock-{entity}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            pass  # it lapsed meanwhile; nothing to release
+
+
+def ordered(entities: list[str]) -> list[str]:
+    """``entities`` in dependency order (customers, quotes, orders), each once."""
+    return [entity for entity in ENTITIES if entity in set(entities)]

@@ -1,0 +1,104 @@
+"""The client side's settings (spec §2), read once at the edge and passed down.
+
+Sources, later ones winning: built-in defaults, the runtime file a running ``craftsync run``
+leaves in the user data dir (its embedded broker and demo server), then the environment
+(which includes a ``.env`` file the CLI has loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+from platformdirs import user_data_dir
+
+from worker.errors import ConfigurationError
+from worker.remote import RemoteSettings
+
+APP_NAME: Final = "craftsync"
+#: Worker processes ``craftsync run`` spawns unless told otherwise.
+DEFAULT_WORKERS: Final = 2
+
+
+def data_dir() -> Path:
+    """Where the local database and the runtime file live by default."""
+    return Path(os.environ.get("CRAFTSYNC_HOME") or user_data_dir(APP_NAME, appauthor=False))
+
+
+def runtime_file() -> Path:
+    """The file a running ``craftsync run`` describes itself in (0600, removed on exit)."""
+    return data_dir() / "runtime.json"
+
+
+def read_runtime() -> dict[str, Any]:
+    """What a running ``craftsync run`` published, or {} when none is running."""
+    try:
+        data = json.loads(runtime_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    pid = data.get("pid")
+    if not isinstance(pid, int) or not _alive(pid):
+        return {}
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the shell and the workers need to know about their surroundings."""
+
+    database: Path
+    remote_url: str | None = None
+    remote_key: str | None = None
+    redis_url: str | None = None
+    workers: int = DEFAULT_WORKERS
+    ca_bundle: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, use_runtime: bool = True) -> Settings:
+        env = os.environ if environ is None else environ
+        runtime = read_runtime() if use_runtime else {}
+        workers = env.get("CRAFTSYNC_WORKERS", str(DEFAULT_WORKERS))
+        if not workers.isdigit():
+            raise ConfigurationError(f"CRAFTSYNC_WORKERS must be a whole number, not {workers!r}")
+        return cls(
+            database=Path(env.get("CRAFTSYNC_DB") or runtime.get("database") or data_dir() / "craftsync.db"),
+            remote_url=env.get("REMOTE_API_URL") or runtime.get("remote_url"),
+            remote_key=env.get("REMOTE_API_KEY") or runtime.get("remote_key"),
+            redis_url=env.get("REDIS_URL") or runtime.get("redis_url"),
+            workers=int(workers),
+            ca_bundle=env.get("CRAFTSYNC_CA_BUNDLE") or None,
+        )
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def remote(self) -> RemoteSettings:
+        """Settings of the remote API client; ConfigurationError when the API is not configured."""
+        if not self.remote_url:
+            raise ConfigurationError("no remote API configured: set REMOTE_API_URL (or start 'craftsync run')")
+        if not self.remote_key:
+            raise ConfigurationError("no API key: set REMOTE_API_KEY or store one in the settings")
+        return RemoteSettings(base_url=self.remote_url, api_key=self.remote_key, verify=self.ca_bundle or True)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for worker processes started by the shell."""
+        env = {"CRAFTSYNC_DB": str(self.database), "CRAFTSYNC_WORKERS": str(self.workers)}
+        for name, value in (("REMOTE_API_URL", self.remote_url), ("REMOTE_API_KEY", self.remote_key),
+                            ("REDIS_URL", self.redis_url), ("CRAFTSYNC_CA_BUNDLE", self.ca_bundle)):
+            if value:
+                env[name] = value
+        return env
