@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Final
+from typing import Final
 
 import dramatiq
 import redis
@@ -64,7 +64,7 @@ def _should_retry(retries: int, exc: BaseException) -> bool:
     return retries < MAX_CRASH_RETRIES
 
 
-def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> dict[str, Any]:
+def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> None:
     """Run one sync of ``entity``, then queue the rest of its chain."""
     with entity_lock(_redis, entity):
         then = take_queued(_redis, entity, run_id)
@@ -72,12 +72,11 @@ def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> dic
     if then:
         request_sync(broker, _redis, then, direction=direction, policy=policy)
     log.info("%s %s: %s (pushed %d, pulled %d)", entity, direction, result.status, result.pushed, result.pulled)
-    return result.as_dict()
 
 
 def _declare(entity: str) -> dramatiq.Actor:
-    def run(direction: str, policy: str, run_id: str) -> dict[str, Any]:
-        return sync_entity(entity, direction=direction, policy=policy, run_id=run_id)
+    def run(direction: str, policy: str, run_id: str) -> None:
+        sync_entity(entity, direction=direction, policy=policy, run_id=run_id)
 
     run.__name__ = actor_name(entity)
     return dramatiq.actor(
