@@ -8,15 +8,18 @@ from waitress import serve as waitress_serve
 
 from server import create_app
 from server.config import ServerSettings
+from server.demo import seed
 
 #: Worker threads of the WSGI server; the database pool is sized to match.
 THREADS = 8
 
 
-def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the API until interrupted."""
+def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000, demo: bool = False) -> None:
+    """Serve the API until interrupted; with ``demo``, seed an empty database first."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
+    if demo and seed(app.extensions["craftsync.engine"]):
+        print("Seeded the demo database.", flush=True)
     print(f"CraftSync API on http://{host}:{port}/api (database: {_safe_url(settings.database_url)})", flush=True)
     waitress_serve(app, host=host, port=port, threads=THREADS, ident="craftsync", clear_untrusted_proxy_headers=True)
 

@@ -49,11 +49,42 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from server.serve import serve
 
     try:
-        serve(ServerSettings.from_env(), host=args.host, port=args.port)
+        serve(ServerSettings.from_env(), host=args.host, port=args.port, demo=args.demo)
     except SQLAlchemyError as exc:
         raise UsageError(f"cannot open the database ({type(exc).__name__}): {_first_line(exc)}") from exc
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from shell.session import Session, SessionError
+    from shell.window import NoGui, gui_problem, open_browser, open_window
+
+    session = Session(Settings.from_env(use_runtime=False).with_overrides(database=settings.database))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: session.stop())
+    try:
+        session.start()
+    except SessionError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"UI: {session.launch_url}", flush=True)
+    try:
+        problem = "--browser was given" if args.browser else gui_problem()
+        if problem is None:
+            try:
+                open_window(session.launch_url, session._stopped, session.stop)
+                return 0
+            except NoGui as exc:
+                problem = str(exc)
+        print(f"Opening the UI in the browser ({problem}).", flush=True)
+        if not open_browser(session.launch_url):
+            print("No browser found: open the UI address above yourself.", flush=True)
+        session.wait()
+    finally:
+        session.stop()
     return 0
 
 
@@ -112,9 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     conflicts.add_argument("--json", action="store_true")
     conflicts.set_defaults(handler=cmd_conflicts)
 
+    run = commands.add_parser("run", help="the desktop app: broker, demo server, workers, UI and window")
+    run.add_argument("--browser", action="store_true", help="open the UI in the default browser, not a window")
+    run.set_defaults(handler=cmd_run)
+
     server = commands.add_parser("server", help="serve the reference remote API")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     server.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
+    server.add_argument("--demo", action="store_true", help="fill an empty database with demo records")
     server.set_defaults(handler=cmd_server)
 
     broker = commands.add_parser("broker", help="run the embedded Redis-compatible broker in the foreground")
@@ -141,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so in one line; CRAFTSYNC_DEBUG=1 shows the traceback
+        if os.environ.get("CRAFTSYNC_DEBUG"):
+            raise
+        print(f"craftsync: internal error ({type(exc).__name__}: {exc}); CRAFTSYNC_DEBUG=1 shows details",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""What the user sets in the UI: sync preferences in a JSON file, the API key in the OS keyring.
+
+The API key goes to the OS keyring when one is usable (Keychain, Credential Manager,
+Secret Service); otherwise to a file in the user data dir that only the user can read
+(mode 0600). It is never written to the preferences file, logged, or sent to the page
+in clear (``masked`` shows its last four characters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import keyring
+import keyring.errors
+from keyring.backends import fail
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Keyring service and user names under which the key is stored.
+KEYRING_SERVICE: Final = "craftsync"
+KEYRING_USER: Final = "remote-api-key"
+
+
+class InvalidPreferences(ValueError):
+    """Raised when settings from the UI do not validate; the message says which and why."""
+
+
+class Preferences(BaseModel):
+    """Sync preferences (spec §8), validated whenever they change."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    remote_url: str | None = None
+    auto_sync: bool = True
+    interval_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    sync_on_launch: bool = True
+    default_direction: Literal["push", "pull", "both"] = "both"
+    conflict_policy: Literal["remote", "local", "manual"] = "remote"
+
+    @field_validator("remote_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or len(value) > 500:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class PreferenceStore:
+    """Preferences in ``<dir>/settings.json`` and the API key in the keyring or ``<dir>/api-key``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "settings.json"
+        self.key_file = directory / "api-key"
+
+    def load(self) -> Preferences:
+        try:
+            return Preferences.model_validate(json.loads(self.path.read_text()))
+        except (OSError, ValueError, ValidationError):
+            return Preferences()  # absent or damaged: the defaults
+
+    def update(self, changes: dict[str, Any]) -> Preferences:
+        """Apply and save ``changes``; InvalidPreferences (nothing saved) when one is invalid."""
+        try:
+            prefs = Preferences.model_validate({**self.load().model_dump(), **changes})
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"]) or "settings"
+            message = "is not a setting" if first["type"] == "extra_forbidden" else first["msg"]
+            raise InvalidPreferences(f"{field}: {message.removeprefix('Value error, ')}") from None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(prefs.model_dump_json(indent=2))
+        tmp.replace(self.path)
+        return prefs
+
+    # -- the API key -----------------------------------------------------------------------
+
+    def api_key(self) -> str | None:
+        if _keyring_usable():
+            try:
+                key = keyring.get_password(KEYRING_SERVICE, KEYRING_USER)
+                if key:
+                    return key
+            except keyring.errors.KeyringError:
+                pass
+        try:
+            return self.key_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def set_api_key(self, key: str | None) -> str:
+        """Store (or with None/"" remove) the key; returns where it went: keyring, file or removed."""
+        self._remove_key()
+        if not key:
+            return "removed"
+        if _keyring_usable():
+            try:
+                keyring.set_password(KEYRING_SERVICE, KEYRING_USER, key)
+                return "keyring"
+            except keyring.errors.KeyringError:
+                pass
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        os.chmod(self.key_file, 0o600)
+        return "file"
+
+    def _remove_key(self) -> None:
+        if _keyring_usable():
+            try:
+                keyring.delete_password(KEYRING_SERVICE, KEYRING_USER)
+            except keyring.errors.KeyringError:
+                pass
+        self.key_file.unlink(missing_ok=True)
+
+
+def masked(key: str | None) -> str:
+    """A key as the page may show it: dots and its last four characters."""
+    if not key:
+        return ""
+    return "•" * 6 + key[-4:] if len(key) > 8 else "•" * 8
+
+
+def _keyring_usable() -> bool:
+    return not isinstance(keyring.get_keyring(), fail.Keyring)

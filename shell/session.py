@@ -1,0 +1,273 @@
+"""``craftsync run``: one desktop session, from the broker to the window, and back down.
+
+Start order: the broker (embedded unless ``REDIS_URL`` is set), the remote API (the demo
+server unless one is configured), the worker processes, the UI server on a free loopback
+port, the connection monitor and the scheduler, then the window (or the browser). Stop
+order is the reverse; every process started is stopped, with its children, and the
+runtime file that lets other ``craftsync`` commands find this session is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import psutil
+import redis
+import waitress
+from dramatiq.brokers.redis import RedisBroker
+
+from server.records import ENTITIES
+from shell.broker import EmbeddedBroker
+from shell.preferences import PreferenceStore
+from shell.scheduler import ConnectionMonitor, Scheduler
+from shell.ui_server import UiContext, create_ui_app
+from worker.errors import ConfigurationError
+from worker.queue import ordered, request_sync
+from worker.remote import RemoteSettings
+from worker.settings import Settings, data_dir, read_runtime, runtime_file
+from worker.store import LocalStore
+
+log = logging.getLogger(__name__)
+
+#: Seconds a started process gets to answer (demo server health) before start-up fails.
+START_TIMEOUT_S: Final = 30.0
+#: Seconds a process gets to stop after SIGTERM before it is killed.
+STOP_TIMEOUT_S: Final = 10.0
+#: Threads of the UI server: each open event stream holds one.
+UI_THREADS: Final = 16
+
+
+class SessionError(Exception):
+    """Raised when the session cannot start; the message is one line for the user."""
+
+
+class Session:
+    """Everything ``craftsync run`` starts, and how to stop it again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.preferences = PreferenceStore(data_dir())
+        self.secret = secrets.token_urlsafe(32)
+        self.broker: EmbeddedBroker | None = None
+        self.redis_url = settings.redis_url or ""
+        self.demo: tuple[subprocess.Popen[bytes], str, str] | None = None  # process, url, key
+        self.workers: subprocess.Popen[bytes] | None = None
+        self.ui_server: Any = None
+        self.ui_url = ""
+        self.monitor: ConnectionMonitor | None = None
+        self.scheduler: Scheduler | None = None
+        self._stopped = threading.Event()
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> Session:
+        running = read_runtime()
+        if running:
+            raise SessionError(f"CraftSync is already running (pid {running['pid']}); its UI is at {running.get('ui_url')}")
+        try:
+            LocalStore(self.settings.database).close()  # create or upgrade the schema once, here
+            self._start_broker()
+            self._start_remote()
+            self._start_workers()
+            self._start_ui()
+            self._start_background()
+            self._write_runtime()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_broker(self) -> None:
+        if not self.redis_url:
+            self.broker = EmbeddedBroker().start()
+            self.redis_url = self.broker.url
+        try:
+            redis.Redis.from_url(self.redis_url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            raise SessionError(f"cannot reach the broker: {exc}") from exc
+        self._redis = redis.Redis.from_url(self.redis_url)
+        self._dramatiq = RedisBroker(url=self.redis_url)
+
+    def _start_remote(self) -> None:
+        if self.settings.remote_url or self.preferences.load().remote_url:
+            return
+        port, key = _free_port(), secrets.token_urlsafe(24)
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{data_dir() / 'demo-central.db'}", "API_KEYS": key}
+        env.pop("REDIS_URL", None)
+        process = _spawn([sys.executable, "-m", "shell.cli", "server", "--demo", "--port", str(port)], env)
+        url = f"http://127.0.0.1:{port}/api"
+        self.demo = (process, url, key)
+        _wait_healthy(url, process)
+
+    def remote(self) -> RemoteSettings | None:
+        """The remote API in force: REMOTE_API_URL, else the saved URL, else the demo server."""
+        prefs_url = self.preferences.load().remote_url
+        url = self.settings.remote_url or prefs_url or (self.demo[1] if self.demo else None)
+        if not url:
+            return None
+        key = self.settings.remote_key or self.preferences.api_key()
+        if not key and self.demo and url == self.demo[1]:
+            key = self.demo[2]
+        if not key:
+            return None
+        try:
+            return RemoteSettings(base_url=url, api_key=key, verify=self.settings.ca_bundle or True)
+        except ConfigurationError:
+            return None
+
+    def _start_workers(self) -> None:
+        if self.settings.workers == 0:
+            return
+        remote = self.remote()
+        env = {**os.environ, **self.settings.to_env(), "REDIS_URL": self.redis_url}
+        if remote is not None:
+            env.update(REMOTE_API_URL=remote.base_url, REMOTE_API_KEY=remote.api_key)
+        argv = [sys.executable, "-m", "shell.cli", "worker", "--processes", str(self.settings.workers)]
+        self.workers = _spawn(argv, env) if remote is not None else None
+
+    def restart_workers(self) -> None:
+        """Apply changed settings (remote URL, key) to the workers."""
+        if self.workers is not None:
+            _stop_tree(self.workers)
+            self.workers = None
+        self._start_workers()
+        if self.monitor:
+            self.monitor.check_soon()
+
+    def request(self, entities: list[str], direction: str, policy: str) -> str:
+        chosen = ordered(entities) or list(ENTITIES)
+        return request_sync(self._dramatiq, self._redis, chosen, direction=direction, policy=policy)
+
+    def _start_ui(self) -> None:
+        ctx = UiContext(
+            secret=self.secret,
+            database=self.settings.database,
+            redis_url=self.redis_url,
+            preferences=self.preferences,
+            remote=self.remote,
+            remote_url_locked=bool(self.settings.remote_url),
+            connection=lambda: self.monitor.state if self.monitor else {"state": "unknown"},
+            request_sync=self.request,
+            on_settings_changed=self.restart_workers,
+        )
+        app = create_ui_app(ctx)
+        self.ui_server = waitress.create_server(app, host="127.0.0.1", port=0, threads=UI_THREADS, send_bytes=1)
+        ctx.port = self.ui_server.effective_port
+        threading.Thread(target=self.ui_server.run, name="ui-server", daemon=True).start()
+        self.ui_url = f"http://127.0.0.1:{ctx.port}/"
+
+    def _start_background(self) -> None:
+        self.scheduler = Scheduler(self.preferences, self.request, self._pending)
+        self.monitor = ConnectionMonitor(self.remote, on_change=self.scheduler.connection_changed).start()
+        self.scheduler.start(at_launch=True)
+
+    def _pending(self) -> int:
+        with LocalStore(self.settings.database, migrate_schema=False) as store:
+            return sum(store.counts(e)["pending"] for e in ENTITIES)
+
+    def _write_runtime(self) -> None:
+        remote = self.remote()
+        data = {
+            "pid": os.getpid(),
+            "ui_url": self.ui_url,
+            "redis_url": self.redis_url,
+            "database": str(self.settings.database),
+            "remote_url": remote.base_url if remote else None,
+            "remote_key": remote.api_key if remote else None,
+        }
+        path = runtime_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+
+    @property
+    def launch_url(self) -> str:
+        """The address the window opens: it carries the per-launch secret."""
+        return f"{self.ui_url}?token={self.secret}"
+
+    # -- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything this session started; safe to call more than once."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for part in (self.scheduler, self.monitor):
+            if part is not None:
+                part.stop()
+        if self.ui_server is not None:
+            self.ui_server.close()
+        for process in (self.workers, self.demo[0] if self.demo else None):
+            if process is not None:
+                _stop_tree(process)
+        if self.broker is not None:
+            self.broker.stop()
+        runtime = runtime_file()
+        try:
+            if json.loads(runtime.read_text()).get("pid") == os.getpid():
+                runtime.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def wait(self) -> None:
+        """Block until ``stop`` is called (browser mode)."""
+        self._stopped.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own process group, so that stopping it reaches its children too."""
+    return subprocess.Popen(argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL, cwd=Path.cwd())
+
+
+def _stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process and its descendants, then SIGKILL whatever is still there."""
+    try:
+        parent = psutil.Process(process.pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        try:
+            member.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_S)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
+    process.poll()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SessionError(f"the demo server exited at start (code {process.returncode})")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SessionError(f"the demo server did not answer within {START_TIMEOUT_S:.0f} s")

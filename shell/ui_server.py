@@ -1,0 +1,345 @@
+"""The UI server: the page's only backend, on a loopback port, for one desktop session.
+
+It serves ``web/`` and the local JSON API of ``docs/UI-API.md``, and relays the workers'
+progress events from Redis pub/sub to the page as Server-Sent Events.
+
+Security (spec §9): every request must carry the per-launch secret (a cookie set when the
+window opens ``/?token=<secret>``, or the ``X-CraftSync-Token`` header); the Host header
+must be this server's loopback address (no DNS rebinding); a state-changing request with
+a foreign ``Origin`` is refused (no other web page driving it); every answer carries a
+strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+import redis
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from server.records import ENTITIES
+from shell import records_api
+from shell.preferences import InvalidPreferences, PreferenceStore, masked
+from worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
+from worker.errors import RemoteError
+from worker.events import CHANNEL
+from worker.remote import RemoteClient, RemoteSettings
+from worker.store import LocalStore
+
+WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web"
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+#: Seconds between keep-alive comments on the event stream.
+SSE_KEEPALIVE_S: Final = 15.0
+DIRECTIONS: Final = ("push", "pull", "both")
+
+
+@dataclass
+class UiContext:
+    """What the UI server needs from the session that runs it."""
+
+    secret: str
+    database: Path
+    redis_url: str
+    preferences: PreferenceStore
+    #: The remote API settings in force (environment, saved preferences, demo server).
+    remote: Callable[[], RemoteSettings | None]
+    #: Whether REMOTE_API_URL fixes the remote URL (then the UI may not change it).
+    remote_url_locked: bool
+    #: The connection monitor's latest finding.
+    connection: Callable[[], dict[str, Any]]
+    #: Queue a sync: (entities, direction, policy) -> run id.
+    request_sync: Callable[[list[str], str, str], str]
+    #: Called after settings change, so that the session can apply them.
+    on_settings_changed: Callable[[], None] = lambda: None
+    port: int = 0
+
+
+def create_ui_app(ctx: UiContext) -> Flask:
+    """The UI application for one session."""
+    app = Flask(__name__, static_folder=None)
+    app.extensions["craftsync.ui"] = ctx
+    app.extensions["craftsync.redis"] = redis.Redis.from_url(ctx.redis_url)
+    app.before_request(_guard)
+    app.after_request(_headers)
+    app.teardown_appcontext(_close_store)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(redis.RedisError, _broker_error)
+    _routes(app)
+    records_api.register(app, _store)
+    return app
+
+
+def _ctx() -> UiContext:
+    return current_app.extensions["craftsync.ui"]
+
+
+def _store() -> LocalStore:
+    """This request's connection to the local database (closed at teardown)."""
+    if "store" not in g:
+        g.store = LocalStore(_ctx().database, migrate_schema=False)
+    return g.store
+
+
+def _close_store(_exc: BaseException | None) -> None:
+    store = g.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+def error(status: int, code: str, message: str) -> Response:
+    response = jsonify(error=code, message=message)
+    response.status_code = status
+    return response
+
+
+# -- security ---------------------------------------------------------------------------------
+
+
+def _cookie_name() -> str:
+    return f"craftsync_{_ctx().port}"
+
+
+def _guard() -> Response | None:
+    ctx = _ctx()
+    if request.host not in (f"127.0.0.1:{ctx.port}", f"localhost:{ctx.port}"):
+        return error(403, "forbidden", "This server answers only on its own loopback address.")
+    token = request.args.get("token") if request.path == "/" else None
+    if token is not None:
+        if not hmac.compare_digest(token.encode(), ctx.secret.encode()):
+            return error(403, "forbidden", "Wrong launch token.")
+        response = redirect("/", code=303)
+        response.set_cookie(_cookie_name(), ctx.secret, httponly=True, samesite="Strict", path="/")
+        return response
+    presented = request.cookies.get(_cookie_name()) or request.headers.get("X-CraftSync-Token", "")
+    if not hmac.compare_digest(presented.encode(), ctx.secret.encode()):
+        return error(403, "forbidden", "Open the UI from the CraftSync window (missing launch secret).")
+    origin = request.headers.get("Origin")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+        if origin not in (f"http://127.0.0.1:{ctx.port}", f"http://localhost:{ctx.port}"):
+            return error(403, "forbidden", "Requests from other origins are refused.")
+    return None
+
+
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+
+def _broker_error(exc: redis.RedisError) -> Response:
+    return error(503, "broker_unavailable", f"The sync queue cannot be reached: {exc}")
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+def _routes(app: Flask) -> None:
+    app.get("/")(index)
+    app.get("/static/<path:name>")(static_file)
+    app.get("/api/status")(status)
+    app.post("/api/sync")(sync)
+    app.get("/api/events")(events)
+    app.get("/api/settings")(get_settings)
+    app.put("/api/settings")(put_settings)
+    app.post("/api/settings/test")(test_connection)
+    app.get("/api/conflicts")(list_conflicts)
+    app.post("/api/conflicts/<int:conflict_id>/resolve")(resolve_conflict)
+    app.get("/api/history")(history)
+
+
+def index() -> Response:
+    return send_from_directory(WEB_DIR, "index.html")
+
+
+def static_file(name: str) -> Response:
+    return send_from_directory(WEB_DIR, name)
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "The body must be a JSON object.")
+    return body
+
+
+def status() -> Response:
+    store, ctx = _store(), _ctx()
+    client: redis.Redis = current_app.extensions["craftsync.redis"]
+    try:
+        syncing = [e for e in ENTITIES if client.exists(f"craftsync:lock:{e}")]
+    except redis.RedisError:
+        syncing = []
+    entities = {}
+    for entity in ENTITIES:
+        last = store.conn.execute(
+            "SELECT * FROM sync_runs WHERE entity = ? ORDER BY started_at DESC LIMIT 1", (entity,)
+        ).fetchone()
+        entities[entity] = {**store.counts(entity), "last_run": dict(last) if last else None}
+    last_sync = store.conn.execute(
+        "SELECT entity, status, finished_at FROM sync_runs WHERE finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
+    ).fetchone()
+    rejected = store.conn.execute(
+        "SELECT entity, record_id, reason FROM sync_metadata WHERE sync_status = 'rejected' ORDER BY id LIMIT 50"
+    ).fetchall()
+    connection = ctx.connection()
+    if syncing:
+        state = "syncing"
+    elif last_sync is not None and last_sync["status"] == "failed" and connection["state"] == "online":
+        state = "error"
+    else:
+        state = "online" if connection["state"] == "online" else "offline"
+    return jsonify(
+        state=state,
+        connection=connection,
+        syncing=syncing,
+        last_sync=dict(last_sync) if last_sync else None,
+        entities=entities,
+        open_conflicts=len(open_conflicts(store)),
+        rejected=[dict(r) for r in rejected],
+    )
+
+
+def sync() -> tuple[Response, int]:
+    body, prefs = _body(), _ctx().preferences.load()
+    entities = body.get("entities") or []
+    if not isinstance(entities, list) or any(e not in ENTITIES for e in entities):
+        abort(400, f"entities must be a list of {', '.join(ENTITIES)} (empty for all).")
+    direction = body.get("direction") or prefs.default_direction
+    policy = body.get("policy") or prefs.conflict_policy
+    if direction not in DIRECTIONS:
+        abort(400, "direction must be push, pull or both.")
+    if policy not in ("remote", "local", "manual"):
+        abort(400, "policy must be remote, local or manual.")
+    chosen = [e for e in ENTITIES if e in entities] or list(ENTITIES)
+    run_id = _ctx().request_sync(chosen, direction, policy)
+    return jsonify(run_id=run_id, entities=chosen), 202
+
+
+def events() -> Response:
+    client: redis.Redis = current_app.extensions["craftsync.redis"]
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(CHANNEL)
+
+    def stream() -> Iterator[str]:
+        try:
+            yield ": connected\n\n"
+            while True:
+                message = pubsub.get_message(timeout=SSE_KEEPALIVE_S)
+                if message is None:
+                    yield ": keep-alive\n\n"
+                elif message["type"] == "message":
+                    data = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                    yield f"data: {data}\n\n"
+        finally:
+            pubsub.close()
+
+    return Response(stream(), mimetype="text/event-stream", headers={"X-Accel-Buffering": "no"})
+
+
+def _settings_view() -> dict[str, Any]:
+    ctx = _ctx()
+    prefs = ctx.preferences.load()
+    remote = ctx.remote()
+    key = ctx.preferences.api_key() or (remote.api_key if remote else None)
+    view = prefs.model_dump()
+    view["remote_url"] = remote.base_url if remote else prefs.remote_url
+    view.update(remote_url_locked=ctx.remote_url_locked, api_key_set=bool(key), api_key_masked=masked(key))
+    return view
+
+
+def get_settings() -> Response:
+    return jsonify(_settings_view())
+
+
+def put_settings() -> Response:
+    body, ctx = _body(), _ctx()
+    key = body.pop("api_key", None)
+    if key is not None and (not isinstance(key, str) or len(key) > 500):
+        abort(400, "api_key must be a string.")
+    if "remote_url" in body and ctx.remote_url_locked:
+        abort(409, "The remote URL is set by REMOTE_API_URL and cannot be changed here.")
+    for name in ("remote_url_locked", "api_key_set", "api_key_masked"):
+        body.pop(name, None)  # read-only fields echoed back by a form
+    try:
+        ctx.preferences.update(body)
+    except InvalidPreferences as exc:
+        abort(400, str(exc))
+    if key is not None:
+        ctx.preferences.set_api_key(key.strip())
+    ctx.on_settings_changed()
+    return jsonify(_settings_view())
+
+
+def test_connection() -> Response:
+    body = request.get_json(silent=True) or {}
+    current = _ctx().remote()
+    url = body.get("remote_url") or (current.base_url if current else None)
+    key = body.get("api_key") or (current.api_key if current else None)
+    if not url or not key:
+        return jsonify(ok=False, message="Set the remote URL and the API key first.")
+    try:
+        settings = RemoteSettings(base_url=url.rstrip("/"), api_key=key, max_attempts=1, timeout_s=5.0)
+        if current:
+            settings = replace(settings, verify=current.verify)
+        with RemoteClient(settings) as client:
+            health = client.health()
+            client.pull("customers", limit=1)  # proves the key too
+            skew = client.clock_skew_s
+    except RemoteError as exc:
+        return jsonify(ok=False, message=str(exc))
+    except ValueError as exc:
+        return jsonify(ok=False, message=str(exc))
+    return jsonify(ok=True, message="Connected", server_time=health.get("server_time"), clock_skew_s=skew)
+
+
+def list_conflicts() -> Response:
+    return jsonify(conflicts=[c.as_dict() for c in open_conflicts(_store())])
+
+
+def resolve_conflict(conflict_id: int) -> Response:
+    body = _body()
+    use, data = body.get("use"), body.get("data")
+    if use not in CHOICES:
+        abort(400, "use must be local, remote or merged.")
+    if data is not None and not isinstance(data, dict):
+        abort(400, "data must be an object of field values.")
+    store = _store()
+    entity = next((c.entity for c in open_conflicts(store) if c.id == conflict_id), None)
+    try:
+        record = resolve(store, conflict_id, use, data)
+    except ConflictNotFound as exc:
+        abort(404, str(exc))
+    except InvalidResolution as exc:
+        abort(400, str(exc))
+    assert entity is not None
+    _ctx().request_sync([entity], "push", _ctx().preferences.load().conflict_policy)
+    return jsonify(record=record)
+
+
+def history() -> Response:
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        abort(400, "limit must be a whole number from 1 to 1000.")
+    conn = _store().conn
+    runs = conn.execute("SELECT * FROM sync_runs ORDER BY started_at DESC LIMIT ?", (int(limit),)).fetchall()
+    totals = conn.execute(
+        "SELECT count(*) AS runs, coalesce(sum(status = 'completed'), 0) AS completed, "
+        "coalesce(sum(status = 'failed'), 0) AS failed, coalesce(sum(status = 'conflicts'), 0) AS conflicts, "
+        "coalesce(sum(pushed), 0) AS pushed, coalesce(sum(pulled), 0) AS pulled FROM sync_runs"
+    ).fetchone()
+    return jsonify(runs=[dict(r) for r in runs], totals=dict(totals))
+

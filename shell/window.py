@@ -1,0 +1,70 @@
+"""The desktop window (pywebview with its Qt backend), or the browser when there is no GUI.
+
+The window opens the UI server's launch URL, which carries the per-launch secret. Closing
+the window ends the session; ending the session (a signal) closes the window.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable
+from typing import Final
+
+#: The smallest size the UI is laid out for (spec §8: 1024×700 and up).
+MIN_SIZE: Final = (1024, 700)
+DEFAULT_SIZE: Final = (1280, 820)
+
+
+class NoGui(Exception):
+    """Raised when no window can be opened here; the message says why."""
+
+
+def gui_problem() -> str | None:
+    """Why no window can be opened here, or None when one can."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set)"
+    for module in ("webview", "qtpy", "PyQt6.QtWebEngineWidgets"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return f"the GUI toolkit is not installed ({module})"
+        except ModuleNotFoundError:
+            return f"the GUI toolkit is not installed ({module})"
+    return None
+
+
+def open_window(url: str, stopped: threading.Event, on_closed: Callable[[], None]) -> None:
+    """Show the UI in a window until it is closed or ``stopped`` is set; blocks (main thread)."""
+    problem = gui_problem()
+    if problem:
+        raise NoGui(problem)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # QtWebEngine's Chromium refuses to run its sandbox as root.
+        flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+        if "--no-sandbox" not in flags:
+            os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = f"{flags} --no-sandbox".strip()
+    import webview
+
+    window = webview.create_window("CraftSync", url, width=DEFAULT_SIZE[0], height=DEFAULT_SIZE[1], min_size=MIN_SIZE)
+
+    def close_when_stopped() -> None:
+        stopped.wait()
+        window.destroy()
+
+    try:
+        webview.start(close_when_stopped, gui="qt")
+    except Exception as exc:  # the toolkit failed at start-up: fall back to the browser
+        raise NoGui(f"the window could not open: {exc}") from exc
+    finally:
+        on_closed()
+
+
+def open_browser(url: str) -> bool:
+    """Open ``url`` in the default browser; False when there is none."""
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
