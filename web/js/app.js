@@ -1,0 +1,51 @@
+// Wires the components together: the header's status indicator, the sync panel, the
+// Records / History / Settings tabs, the conflict dialog, the event stream and the banner
+// shown while the UI server itself cannot be reached.
+
+import { onReachability } from "./api.js";
+import { mountConflicts } from "./conflicts.js";
+import { connect } from "./events.js";
+import { mountHistory } from "./history.js";
+import { mountRecords } from "./records.js";
+import { mountSettings } from "./settings.js";
+import { mountStatus } from "./status.js";
+import { mountSyncPanel } from "./sync-panel.js";
+import { createTabs } from "./tabs.js";
+
+const SECTIONS = [
+  { key: "records", label: "Records", mount: mountRecords },
+  { key: "history", label: "History", mount: mountHistory },
+  { key: "settings", label: "Settings", mount: mountSettings },
+];
+
+function start() {
+  const banner = document.getElementById("server-banner");
+  onReachability((reachable) => {
+    banner.hidden = reachable;
+  });
+
+  const conflicts = mountConflicts();
+  mountStatus(document.getElementById("status"), { openConflicts: () => conflicts.open() });
+  mountSyncPanel(document.getElementById("sync-panel"));
+
+  const views = {};
+  const tabs = createTabs(
+    document.getElementById("workspace"),
+    SECTIONS.map(({ key, label }) => ({ key, label, id: `tab-${key}`, panelId: `panel-${key}` })),
+    {
+      label: "Sections",
+      onSelect(key) {
+        for (const [other, view] of Object.entries(views)) view.show?.(other === key);
+        if (key === "settings" && !views.settings.loaded()) views.settings.load();
+        history.replaceState(null, "", `#${key}`);
+      },
+    },
+  );
+  for (const { key, mount } of SECTIONS) views[key] = mount(tabs.panels[key]);
+
+  const wanted = location.hash.slice(1);
+  tabs.select(SECTIONS.some((s) => s.key === wanted) ? wanted : SECTIONS[0].key);
+  connect();
+}
+
+start();

@@ -1,0 +1,173 @@
+// The settings panel: remote server and key, automatic sync, default direction and
+// conflict policy, with "Save" and "Test connection". The key is never shown: the
+// placeholder holds the masked form the API gives, and typing a new key replaces it.
+
+import { api } from "./api.js";
+import { busy, h, messageLine, replace } from "./dom.js";
+import { confirmAction } from "./confirm.js";
+import { publish } from "./events.js";
+import { INTERVALS, intervalLabel } from "./format.js";
+
+const CLOCK_SKEW_WARN_S = 120; // spec §6.9
+
+const DIRECTIONS = [
+  ["both", "Both ways (recommended)"],
+  ["push", "Push (send changes)"],
+  ["pull", "Pull (fetch changes)"],
+];
+const POLICIES = [
+  ["remote", "Server wins"],
+  ["local", "This computer wins"],
+  ["manual", "Ask me"],
+];
+
+function field(label, control, ...extra) {
+  return h("div", { class: "field" }, h("label", { for: control.id }, label), control, ...extra);
+}
+
+function check(label, control) {
+  return h("div", { class: "field field-check" }, control, h("label", { for: control.id }, label));
+}
+
+function options(pairs) {
+  return pairs.map(([value, label]) => h("option", { value }, label));
+}
+
+export function mountSettings(root) {
+  const url = h("input", { id: "settings-remote-url", name: "remote_url", type: "url", autocomplete: "off" });
+  url.setAttribute("placeholder", "https://example.com/api");
+  const urlNote = h("p", { id: "remote-url-note", class: "hint", hidden: true },
+    "Set by REMOTE_API_URL in the environment; change it there.");
+  const key = h("input", { id: "settings-api-key", name: "api_key", type: "password", autocomplete: "new-password" });
+  const keyHint = h("p", { id: "api-key-hint", class: "hint" });
+  const removeKey = h("button", { type: "button", id: "api-key-remove", class: "btn btn-small", hidden: true }, "Remove key");
+  const autoSync = h("input", { id: "settings-auto-sync", name: "auto_sync", type: "checkbox" });
+  const interval = h("select", { id: "settings-interval", name: "interval_minutes" },
+    INTERVALS.map((m) => h("option", { value: String(m) }, intervalLabel(m))));
+  const onLaunch = h("input", { id: "settings-sync-on-launch", name: "sync_on_launch", type: "checkbox" });
+  const direction = h("select", { id: "settings-direction", name: "default_direction" }, options(DIRECTIONS));
+  const policy = h("select", { id: "settings-policy", name: "conflict_policy" }, options(POLICIES));
+  const save = h("button", { type: "submit", id: "settings-save", class: "btn btn-primary" }, "Save");
+  const test = h("button", { type: "button", id: "settings-test", class: "btn" }, "Test connection");
+  const result = messageLine("settings-result");
+
+  const form = h(
+    "form",
+    { id: "settings-form", class: "settings-form", novalidate: true },
+    h("fieldset", { class: "card" }, h("legend", {}, "Server"),
+      field("Remote API URL", url, urlNote),
+      field("API key", key, h("div", { class: "inline" }, keyHint, removeKey))),
+    h("fieldset", { class: "card" }, h("legend", {}, "Automatic sync"),
+      check("Sync automatically", autoSync),
+      field("Every", interval),
+      check("Sync when the app starts", onLaunch)),
+    h("fieldset", { class: "card" }, h("legend", {}, "Behaviour"),
+      field("Default direction", direction),
+      field("Conflict policy", policy,
+        h("p", { class: "hint" }, "Used when a field was changed both here and on the server."))),
+    h("div", { class: "form-actions" }, save, test, result),
+  );
+  replace(root, h("h2", { class: "visually-hidden" }, "Settings"), form);
+
+  let saved = null;
+
+  function fill(settings) {
+    saved = settings;
+    url.value = settings.remote_url || "";
+    url.readOnly = Boolean(settings.remote_url_locked);
+    urlNote.hidden = !settings.remote_url_locked;
+    key.value = "";
+    key.placeholder = settings.api_key_set ? settings.api_key_masked : "No key saved";
+    keyHint.textContent = settings.api_key_set ? "A key is saved. Type a new one to replace it." : "No key saved yet.";
+    removeKey.hidden = !settings.api_key_set;
+    autoSync.checked = Boolean(settings.auto_sync);
+    const minutes = String(settings.interval_minutes ?? 30);
+    if (![...interval.options].some((o) => o.value === minutes)) {
+      interval.append(h("option", { value: minutes }, intervalLabel(Number(minutes))));
+    }
+    interval.value = minutes;
+    onLaunch.checked = Boolean(settings.sync_on_launch);
+    direction.value = settings.default_direction || "both";
+    policy.value = settings.conflict_policy || "remote";
+    publish({ type: "settings", settings });
+  }
+
+  function changes() {
+    const body = {
+      auto_sync: autoSync.checked,
+      interval_minutes: Number(interval.value),
+      sync_on_launch: onLaunch.checked,
+      default_direction: direction.value,
+      conflict_policy: policy.value,
+    };
+    const newUrl = url.value.trim();
+    if (!saved?.remote_url_locked && newUrl !== (saved?.remote_url || "")) body.remote_url = newUrl;
+    if (key.value) body.api_key = key.value;
+    return body;
+  }
+
+  async function load() {
+    try {
+      fill(await api.settings());
+      return true;
+    } catch (error) {
+      result.show(`Could not load the settings: ${error.message}`, "error");
+      return false;
+    }
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    result.clear();
+    try {
+      fill(await busy(save, () => api.saveSettings(changes())));
+      result.show("Saved.", "ok");
+    } catch (error) {
+      result.show(error.message, "error");
+    }
+  });
+
+  test.addEventListener("click", async () => {
+    const overrides = {};
+    if (!saved?.remote_url_locked && url.value.trim() && url.value.trim() !== saved?.remote_url) {
+      overrides.remote_url = url.value.trim();
+    }
+    if (key.value) overrides.api_key = key.value;
+    result.show("Testing…", "info");
+    try {
+      const answer = await busy(test, () => api.testConnection(overrides));
+      result.show(...describeTest(answer));
+    } catch (error) {
+      result.show(error.message, "error");
+    }
+  });
+
+  removeKey.addEventListener("click", async () => {
+    const sure = await confirmAction("Remove the saved API key? Sync stops until a new key is entered.", {
+      confirmLabel: "Remove key",
+    });
+    if (!sure) return;
+    try {
+      fill(await busy(removeKey, () => api.saveSettings({ api_key: "" })));
+      result.show("Key removed.", "ok");
+    } catch (error) {
+      result.show(error.message, "error");
+    }
+  });
+
+  load();
+  return { load, loaded: () => saved !== null };
+}
+
+function describeTest(answer) {
+  if (!answer.ok) return [answer.message || "Connection failed.", "error"];
+  const parts = [answer.message || "Connected"];
+  if (answer.latency_ms != null) parts.push(`${Math.round(answer.latency_ms)} ms`);
+  const skew = Number(answer.clock_skew_s || 0);
+  if (Math.abs(skew) > CLOCK_SKEW_WARN_S) {
+    const minutes = Math.round(Math.abs(skew) / 60);
+    parts.push(`warning: the server's clock differs from this computer's by about ${minutes} min`);
+    return [parts.join(" · "), "warning"];
+  }
+  return [parts.join(" · "), "ok"];
+}
