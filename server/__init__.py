@@ -37,7 +37,8 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
         headers_enabled=True,
         key_prefix="craftsync-api",
     )
-    limiter.limit(settings.rate_limit)(entities_bp)
+    # One budget per key across every entity endpoint, not one per endpoint.
+    limiter.shared_limit(settings.rate_limit, scope="entities")(entities_bp)
     app.register_blueprint(bp)
     app.register_blueprint(entities_bp)
     return app

@@ -103,7 +103,7 @@ def number_blocks() -> tuple[Response, int]:
     if not isinstance(body, dict) or set(body) - {"entity", "device_id", "size"}:
         raise ApiError(400, "bad_request", "Send {\"entity\", \"device_id\", \"size\"}.")
     entity, device, size = body.get("entity"), body.get("device_id"), body.get("size", 100)
-    if entity not in NUMBER_FIELDS:
+    if not isinstance(entity, str) or entity not in NUMBER_FIELDS:
         raise ApiError(400, "bad_request", f"entity must be one of {', '.join(NUMBER_FIELDS)}.")
     if not isinstance(device, str) or not 1 <= len(device) <= 64:
         raise ApiError(400, "bad_request", "device_id must be a string of 1 to 64 characters.")
@@ -120,7 +120,10 @@ def _check_entity(entity: str) -> None:
 def _json_body() -> Any:
     if not request.is_json:
         raise ApiError(400, "bad_request", "The body must be JSON (Content-Type: application/json).")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting
+        body = None
     if body is None:
         raise ApiError(400, "bad_request", "The body is not valid JSON.")
     return body

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
-from server.records import ENTITIES, MODELS, NUMBER_FIELDS
+from server.records import (
+    ENTITIES,
+    MODELS,
+    NUMBER_FIELDS,
+    REFERENCES,
+    Day,
+    Money,
+    Percent,
+    Timestamp,
+)
 from server.repository import MAX_BATCH, MAX_LIMIT, MAX_NUMBER_BLOCK
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+#: The wire form of the fields whose validators pydantic cannot describe (they run before
+#: or after the type check), keyed by the validators' metadata in ``server.records``.
+#: Money: up to 10 digits and 2 decimals (|x| <= 9999999999.99); percent: 0..100, 3 decimals.
+_FORMATS: list[tuple[list[Any], dict[str, Any]]] = [
+    (list(get_args(Money)[1:]), {"type": "string", "pattern": r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$"}),
+    (list(get_args(Percent)[1:]), {"type": "string", "pattern": r"^(100(\.0{1,3})?|[0-9]{1,2}(\.[0-9]{1,3})?)$"}),
+    (list(get_args(Day)[1:]), {"type": "string", "format": "date"}),
+    (list(get_args(Timestamp)[1:]), {"type": "string", "format": "date-time"}),
+]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -29,8 +48,19 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 def _record_schemas(entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The schema of a record as sent (input) and as served (output)."""
-    sent = MODELS[entity].model_json_schema(mode="validation")
+    model = MODELS[entity]
+    sent = model.model_json_schema(mode="validation")
     sent.pop("title", None)
+    for name, prop in sent["properties"].items():
+        field = model.model_fields[name]
+        if name == "id":
+            prop.update(_HEX_ID)
+        elif name in REFERENCES[entity]:
+            prop["anyOf"] = [_HEX_ID, {"type": "null"}]
+        else:
+            for metadata, wire in _FORMATS:
+                if field.metadata == metadata:
+                    prop["anyOf"] = [wire, {"type": "null"}]
     served = {
         "type": "object",
         "properties": {

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 ENTITIES: Final = ("customers", "quotes", "orders")
@@ -40,7 +41,8 @@ def canonical_time(value: datetime) -> str:
     if value.tzinfo is None:  # SQLite's datetime('now') writes naive UTC
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # %Y does not pad years before 1000 on every platform; times must sort as text.
+    return f"{value.year:04d}-" + value.strftime("%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def now_iso() -> str:
@@ -55,10 +57,9 @@ def parse_time(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ValueError("must be an ISO-8601 date-time string")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("is not an ISO-8601 date-time") from None
-    return canonical_time(parsed)
+        return canonical_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):
+        raise ValueError("is not an ISO-8601 date-time (in range)") from None
 
 
 def _parse_date(value: Any) -> str | None:
@@ -67,12 +68,14 @@ def _parse_date(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ValueError("must be an ISO-8601 date string (YYYY-MM-DD)")
     try:
-        return date.fromisoformat(value[:10] if "T" in value else value).isoformat()
-    except ValueError:
+        if "T" in value or " " in value:  # a date-time: the time part must be valid too
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
+        return date.fromisoformat(value).isoformat()
+    except (ValueError, OverflowError):
         raise ValueError("is not an ISO-8601 date (YYYY-MM-DD)") from None
 
 
-def _decimal_parser(places: int, maximum: Decimal) -> Any:
+def _decimal_parser(places: int, maximum: Decimal, minimum: Decimal) -> Any:
     quantum = Decimal(1).scaleb(-places)
 
     def parse(value: Any) -> str | None:
@@ -86,17 +89,17 @@ def _decimal_parser(places: int, maximum: Decimal) -> Any:
             raise ValueError("is not a decimal number") from None
         if not number.is_finite():
             raise ValueError("is not a finite number")
+        if not minimum <= number <= maximum:
+            raise ValueError(f"must be from {minimum} to {maximum}")
         if number != number.quantize(quantum):
             raise ValueError(f"has more than {places} decimal places")
-        if abs(number) > maximum:
-            raise ValueError(f"is larger than {maximum}")
         return str(number.quantize(quantum))
 
     return parse
 
 
 def _check_id(value: str) -> str:
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ValueError("must be 32 lowercase hex digits (a UUID without dashes)")
     return value
 
@@ -105,8 +108,9 @@ RecordId = Annotated[str, Field(strict=True), AfterValidator(_check_id)]
 OptionalId = Annotated[RecordId | None, Field(default=None)]
 Timestamp = Annotated[str | None, BeforeValidator(parse_time)]
 Day = Annotated[str | None, BeforeValidator(_parse_date)]
-Money = Annotated[str | None, BeforeValidator(_decimal_parser(2, Decimal("9999999999.99")))]
-Percent = Annotated[str | None, BeforeValidator(_decimal_parser(3, Decimal("100")))]
+#: Money may be negative (a credit note); a percentage is 0 to 100.
+Money = Annotated[str | None, BeforeValidator(_decimal_parser(2, Decimal("9999999999.99"), Decimal("-9999999999.99")))]
+Percent = Annotated[str | None, BeforeValidator(_decimal_parser(3, Decimal("100"), Decimal("0")))]
 Version = Annotated[int | None, Field(default=None, strict=True, ge=0)]
 Text20 = Annotated[str | None, StringConstraints(max_length=20)]
 Text40 = Annotated[str | None, StringConstraints(max_length=40)]
@@ -126,6 +130,16 @@ class _Record(BaseModel):
     """Fields shared by every entity, and the rules for all of them."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """NUL cannot be stored in PostgreSQL text, so no backend accepts it."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if isinstance(value, str) and "\x00" in value:
+                    raise ValueError(f"{name} contains a NUL character")
+        return data
 
     id: RecordId
     created_at: Timestamp = None

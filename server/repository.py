@@ -218,8 +218,6 @@ class _Batch:
         return all(data[name] == current[name] for name in self.fields if name != skip)
 
     def _dangling_reference(self, data: dict[str, Any]) -> str | None:
-        if data["deleted_at"] is not None:
-            return None  # a tombstone may always be written
         for field, target in REFERENCES[self.entity].items():
             value = data[field]
             if value is not None and value not in self.existing_refs[target]:
@@ -262,6 +260,7 @@ class _Batch:
         return {row.id: to_record(self.entity, row) for row in rows}
 
     def _load_references(self, records: list[dict[str, Any]]) -> dict[str, set[str]]:
+        """Which referenced ids exist (tombstones included: the foreign keys hold for them too)."""
         found: dict[str, set[str]] = {}
         for field, target in REFERENCES[self.entity].items():
             wanted = {r[field] for r in records if r[field] is not None}
