@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dotenv import load_dotenv
 
 from server.records import ENTITIES
-from shell.commands import UsageError, cmd_conflicts, cmd_status, cmd_sync, cmd_worker
+from shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
 from worker.engine import DIRECTIONS
 from worker.errors import SyncError
 from worker.merge import POLICIES
@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--inline", action="store_true", help="sync in this process, without broker or workers")
     sync.add_argument("--json", action="store_true", help="print one JSON summary")
     sync.set_defaults(handler=cmd_sync)
+
+    imports = commands.add_parser("import", help="bulk import a CSV file; any number of workers push it")
+    imports.add_argument("entity", type=_entity, metavar="ENTITY", help=f"one of {', '.join(ENTITIES)}")
+    imports.add_argument("file", metavar="FILE.csv", help="UTF-8 CSV with a header row of field names")
+    imports.add_argument("--wait", action="store_true", help="follow the import until it ends")
+    imports.set_defaults(handler=cmd_import)
 
     worker = commands.add_parser("worker", help="run dramatiq workers for all sync queues")
     worker.add_argument("--processes", type=_count, default=1)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Final
 
 import redis
@@ -21,6 +22,7 @@ from worker.conflicts import open_conflicts, resolve
 from worker.engine import SyncEngine, SyncOptions
 from worker.errors import RemoteError, SyncError
 from worker.events import CHANNEL, follow
+from worker.imports import CHUNK_ROWS, queue_import, read_csv
 from worker.queue import ordered, request_sync
 from worker.remote import RemoteClient
 from worker.settings import Settings
@@ -101,9 +103,9 @@ def _wait_for_runs(pubsub: redis.client.PubSub, entities: list[str], *, quiet: b
     """Follow events until each entity's next run has ended; one result per entity."""
     started: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
-    for event in follow(pubsub, timeout_s=WAIT_SILENCE_S):
+    for event in follow(pubsub, timeout_s=WAIT_SILENCE_S, match=lambda e: e.get("entity") in entities):
         entity, run = event.get("entity"), event.get("run_id")
-        if entity not in entities or entity in results:
+        if entity in results or event.get("direction") == "import":
             continue
         if event["type"] == "started":
             started.setdefault(entity, run)
@@ -146,6 +148,37 @@ def _broker_url(settings: Settings) -> str:
 def _safe(url: str) -> str:
     """A URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- import ------------------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from dramatiq.brokers.redis import RedisBroker
+
+    rows = read_csv(args.entity, Path(args.file))
+    if not rows:
+        raise UsageError(f"{args.file} holds no rows")
+    url = _broker_url(settings)
+    client = redis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(CHANNEL)
+        import_id = queue_import(RedisBroker(url=url), client, args.entity, rows)
+    except redis.RedisError as exc:
+        raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
+    chunks = -(-len(rows) // CHUNK_ROWS)
+    if not args.wait:
+        print(f"queued: {len(rows)} {args.entity} in {chunks} chunks ({import_id})")
+        return EXIT_OK
+    try:
+        for event in follow(pubsub, timeout_s=WAIT_SILENCE_S, match=lambda e: e.get("run_id") == import_id):
+            _print_progress(event)
+            if event["type"] in ("completed", "failed"):
+                return EXIT_FAILED if event["type"] == "failed" else EXIT_OK
+    finally:
+        pubsub.close()
+    raise UsageError(f"no progress from the workers for {WAIT_SILENCE_S:.0f} s: is 'craftsync worker' running?")
 
 
 # -- worker --------------------------------------------------------------------------------

@@ -38,9 +38,10 @@ def register(app: Flask, store: Callable[[], LocalStore]) -> None:
         limit, offset = _bounded("limit", 100, 1000), _bounded("offset", 0, 10**9)
         columns = editable(entity)
         where, args = "deleted_at IS NULL", []
-        if q:
-            where += " AND (" + " OR ".join(f"{c} LIKE ?" for c in columns) + ")"
-            args = [f"%{q}%"] * len(columns)
+        if q:  # the text as typed: % and _ are not wildcards
+            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where += " AND (" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")"
+            args = [pattern] * len(columns)
         conn = store().conn
         total = conn.execute(f"SELECT count(*) FROM {entity} WHERE {where}", args).fetchone()[0]
         rows = conn.execute(
@@ -55,11 +56,14 @@ def register(app: Flask, store: Callable[[], LocalStore]) -> None:
         values = _values(entity, {})
         conn = store().conn
         names = list(values)
-        row = conn.execute(
-            f"INSERT INTO {entity} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) RETURNING *",
-            [values[n] for n in names],
-        ).fetchone()
-        return jsonify(record=_plain(entity, row)), 201
+        if names:
+            marks = ", ".join("?" * len(names))
+            statement = f"INSERT INTO {entity} ({', '.join(names)}) VALUES ({marks}) RETURNING id"
+        else:
+            statement = f"INSERT INTO {entity} DEFAULT VALUES RETURNING id"
+        record_id = conn.execute(statement, [values[n] for n in names]).fetchone()[0]
+        # Read it back: RETURNING does not show what AFTER triggers did (the quote's number).
+        return jsonify(record=_live(store(), entity, record_id)), 201
 
     @app.put("/api/records/<entity>/<record_id>")
     def update_record(entity: str, record_id: str) -> Response:
@@ -68,10 +72,8 @@ def register(app: Flask, store: Callable[[], LocalStore]) -> None:
         values = _values(entity, current)
         values["updated_at"] = now_iso()
         assignments = ", ".join(f"{n} = ?" for n in values)
-        row = store().conn.execute(
-            f"UPDATE {entity} SET {assignments} WHERE id = ? RETURNING *", [*values.values(), record_id]
-        ).fetchone()
-        return jsonify(record=_plain(entity, row))
+        store().conn.execute(f"UPDATE {entity} SET {assignments} WHERE id = ?", [*values.values(), record_id])
+        return jsonify(record=_live(store(), entity, record_id))
 
     @app.delete("/api/records/<entity>/<record_id>")
     def delete_record(entity: str, record_id: str) -> tuple[str, int]:

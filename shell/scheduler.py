@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL_S: Final = 10.0
 #: Seconds the scheduler sleeps between looks at the clock and the preferences.
 TICK_S: Final = 1.0
+#: Seconds before a sync the broker refused is asked for again.
+RETRY_S: Final = 15.0
 
 
 class ConnectionMonitor:
@@ -139,11 +141,13 @@ class Scheduler:
 
     def _sync_all(self, reason: str) -> None:
         prefs = self.preferences.load()
-        self._last = self.clock()
         try:
             self.request_sync([], prefs.default_direction, prefs.conflict_policy)
-        except Exception:  # the broker may be briefly away; the next tick tries again
+        except Exception:  # the broker may be briefly away: retry within RETRY_S, not an interval
             log.warning("could not queue the %s sync", reason, exc_info=True)
+            self._last = self.clock() - prefs.interval_minutes * 60 + RETRY_S
+            return
+        self._last = self.clock()
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_S):

@@ -67,6 +67,7 @@ class Session:
         self.ui_url = ""
         self.monitor: ConnectionMonitor | None = None
         self.scheduler: Scheduler | None = None
+        self._remote_in_use: RemoteSettings | None = None
         self._stopped = threading.Event()
 
     # -- start ----------------------------------------------------------------------------
@@ -127,14 +128,19 @@ class Session:
             return None
 
     def _start_workers(self) -> None:
+        remote = self._remote_in_use = self.remote()
         if self.settings.workers == 0:
             return
-        remote = self.remote()
         env = {**os.environ, **self.settings.to_env(), "REDIS_URL": self.redis_url}
         if remote is not None:
             env.update(REMOTE_API_URL=remote.base_url, REMOTE_API_KEY=remote.api_key)
         argv = [sys.executable, "-m", "shell.cli", "worker", "--processes", str(self.settings.workers)]
         self.workers = _spawn(argv, env) if remote is not None else None
+
+    def _settings_changed(self) -> None:
+        """Restart the workers only when what they use (the remote URL and key) changed."""
+        if self.remote() != self._remote_in_use:
+            self.restart_workers()
 
     def restart_workers(self) -> None:
         """Apply changed settings (remote URL, key) to the workers."""
@@ -159,7 +165,7 @@ class Session:
             remote_url_locked=bool(self.settings.remote_url),
             connection=lambda: self.monitor.state if self.monitor else {"state": "unknown"},
             request_sync=self.request,
-            on_settings_changed=self.restart_workers,
+            on_settings_changed=self._settings_changed,
         )
         app = create_ui_app(ctx)
         self.ui_server = waitress.create_server(app, host="127.0.0.1", port=0, threads=UI_THREADS, send_bytes=1)

@@ -13,6 +13,7 @@ strict Content-Security-Policy.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from server.records import ENTITIES
 from shell import records_api
 from shell.preferences import InvalidPreferences, PreferenceStore, masked
 from worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
-from worker.errors import RemoteError
+from worker.errors import SyncError
 from worker.events import CHANNEL
 from worker.remote import RemoteClient, RemoteSettings
 from worker.store import LocalStore
@@ -270,6 +271,10 @@ def put_settings() -> Response:
     key = body.pop("api_key", None)
     if key is not None and (not isinstance(key, str) or len(key) > 500):
         abort(400, "api_key must be a string.")
+    in_force = ctx.remote()
+    if "remote_url" in body and ctx.preferences.load().remote_url is None and in_force is not None:
+        if (body["remote_url"] or "").rstrip("/") == in_force.base_url:
+            del body["remote_url"]  # the form echoed the URL in force (the demo server): not a choice
     if "remote_url" in body and ctx.remote_url_locked:
         abort(409, "The remote URL is set by REMOTE_API_URL and cannot be changed here.")
     for name in ("remote_url_locked", "api_key_set", "api_key_masked"):
@@ -285,12 +290,15 @@ def put_settings() -> Response:
 
 
 def test_connection() -> Response:
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict) or any(not isinstance(body.get(k, ""), str) for k in ("remote_url", "api_key")):
+        abort(400, "Send {\"remote_url\", \"api_key\"} as strings, or nothing to test the saved settings.")
     current = _ctx().remote()
     url = body.get("remote_url") or (current.base_url if current else None)
     key = body.get("api_key") or (current.api_key if current else None)
     if not url or not key:
-        return jsonify(ok=False, message="Set the remote URL and the API key first.")
+        return jsonify(ok=False, message="Set the remote URL and the API key first.", latency_ms=None)
+    started = time.monotonic()
     try:
         settings = RemoteSettings(base_url=url.rstrip("/"), api_key=key, max_attempts=1, timeout_s=5.0)
         if current:
@@ -299,11 +307,11 @@ def test_connection() -> Response:
             health = client.health()
             client.pull("customers", limit=1)  # proves the key too
             skew = client.clock_skew_s
-    except RemoteError as exc:
-        return jsonify(ok=False, message=str(exc))
-    except ValueError as exc:
-        return jsonify(ok=False, message=str(exc))
-    return jsonify(ok=True, message="Connected", server_time=health.get("server_time"), clock_skew_s=skew)
+    except SyncError as exc:  # unreachable, refused, or unusable settings
+        return jsonify(ok=False, message=str(exc), latency_ms=round((time.monotonic() - started) * 1000))
+    latency = round((time.monotonic() - started) * 1000)
+    return jsonify(ok=True, message="Connected", server_time=health.get("server_time"), clock_skew_s=skew,
+                   latency_ms=latency)
 
 
 def list_conflicts() -> Response:

@@ -15,11 +15,13 @@ from typing import Final
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
 
 from server.records import ENTITIES
 from worker.engine import SyncEngine, SyncOptions
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, SyncError
 from worker.events import Publisher
+from worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, record_chunk, record_failure
 from worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
 from worker.remote import RemoteClient
 from worker.settings import Settings
@@ -43,6 +45,7 @@ settings = Settings.from_env()
 if not settings.redis_url:
     raise ConfigurationError("REDIS_URL is not set: workers need the broker")
 broker = RedisBroker(url=settings.redis_url, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS)
+broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
 _redis = redis.Redis.from_url(settings.redis_url)
 _local = threading.local()
@@ -91,3 +94,17 @@ def _declare(entity: str) -> dramatiq.Actor:
 
 
 ACTORS: Final = {entity: _declare(entity) for entity in ENTITIES}
+
+
+@dramatiq.actor(actor_name=IMPORT_ACTOR, queue_name=IMPORT_QUEUE, time_limit=TIME_LIMIT_MS, max_retries=MAX_CRASH_RETRIES)
+def import_chunk(entity: str, rows: list[dict[str, str | None]], import_id: str) -> None:
+    """Push one chunk of a bulk import; any number of these run at once."""
+    try:
+        counts = _engine().import_records(entity, rows)
+    except SyncError as exc:
+        message = CurrentMessage.get_current_message()
+        if message is not None and message.options.get("retries", 0) < MAX_CRASH_RETRIES:
+            raise  # dramatiq tries the chunk again after a backoff
+        record_failure(_redis, import_id, entity, str(exc))
+        return
+    record_chunk(_redis, import_id, entity, len(rows), counts)

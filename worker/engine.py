@@ -329,6 +329,48 @@ class SyncEngine:
         conn.execute("UPDATE sync_metadata SET sync_status = 'rejected', reason = ? WHERE id = ?", (reason, meta["id"]))
         run.rejected += 1
 
+    # -- bulk import ------------------------------------------------------------------------
+
+    def import_records(self, entity: str, records: list[dict[str, Any]]) -> dict[str, int]:
+        """Push one chunk of imported records straight to the server, then store them locally.
+
+        Chunks of one import run in parallel on any number of workers: they take no entity
+        lock, since each record is new to this device. Every record carries its id from the
+        start, so a chunk delivered twice is answered ``unchanged``. Records the server (or
+        validation) refuses are kept locally, quarantined with the reason, as in a push;
+        an id the server already holds with other content keeps the server's version.
+        """
+        fields = data_fields(entity)
+        counts = {"created": 0, "unchanged": 0, "rejected": 0, "conflict": 0}
+        outgoing, refused = [], []
+        for raw in records:
+            data = {name: raw.get(name) for name in fields}
+            try:
+                canonical, _ = validate(entity, data)
+                outgoing.append(canonical)
+            except InvalidRecord as exc:
+                refused.append((data, str(exc)))
+        results = self.remote.push(entity, outgoing) if outgoing else []
+        with self.store.engine_writes() as conn:
+            for sent, result in zip(outgoing, results, strict=True):
+                status = result["status"]
+                if status == "rejected":
+                    refused.append((sent, result.get("reason") or "rejected by the server"))
+                    continue
+                record = {**(result.get("record") or sent), "version": result["version"]}
+                self._reconcile(conn, entity, record, "remote", RunResult("import", entity, "push", "remote"))
+                counts["conflict" if status == "conflict" else "unchanged" if status == "unchanged" else "created"] += 1
+            for data, reason in refused:
+                self._write_row(conn, entity, data, row_exists=True)
+                conn.execute(
+                    "INSERT INTO sync_metadata (entity, record_id, local_version, sync_status, reason, changed_at) "
+                    "VALUES (?, ?, 1, 'rejected', ?, ?) ON CONFLICT (entity, record_id) DO UPDATE SET "
+                    "sync_status = 'rejected', reason = excluded.reason",
+                    (entity, data["id"], reason, now_iso()),
+                )
+                counts["rejected"] += 1
+        return counts
+
     def _refill_numbers(self, entity: str) -> None:
         """Keep a block of quote/order numbers so that records made offline get unique ones."""
         if self.store.numbers_left(entity) >= NUMBERS_LOW_WATER:

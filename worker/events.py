@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import redis
@@ -23,15 +23,20 @@ class Publisher:
         self.client.publish(CHANNEL, json.dumps(event))
 
 
-def follow(pubsub: redis.client.PubSub, *, timeout_s: float) -> Iterator[dict[str, Any]]:
-    """Events from an already subscribed ``pubsub`` until ``timeout_s`` passes without one."""
+def follow(
+    pubsub: redis.client.PubSub, *, timeout_s: float, match: Callable[[dict[str, Any]], bool] = lambda e: True
+) -> Iterator[dict[str, Any]]:
+    """Events from an already subscribed ``pubsub`` that ``match``, until ``timeout_s`` passes
+    without one (pub/sub channels span every Redis database: others' events do not count)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if message is None or message["type"] != "message":
             continue
-        deadline = time.monotonic() + timeout_s
         try:
-            yield json.loads(message["data"])
+            event = json.loads(message["data"])
         except ValueError:
             continue  # not ours
+        if isinstance(event, dict) and match(event):
+            deadline = time.monotonic() + timeout_s
+            yield event

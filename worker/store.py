@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +20,12 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine
-
+from server.db import make_engine
 from server.records import ENTITIES, data_fields
 from worker.errors import LocalStoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = threading.Lock()
 
 #: Milliseconds a connection waits for another writer (host app, UI, worker) to finish.
 BUSY_TIMEOUT_MS: Final = 30_000
@@ -44,13 +45,24 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 def migrate(path: str | Path) -> None:
-    """Create or upgrade the local schema in the file at ``path``, keeping every row."""
-    engine = create_engine(f"sqlite:///{path}")
+    """Create or upgrade the local schema in the file at ``path``, keeping every row.
+
+    The whole upgrade is one ``BEGIN IMMEDIATE`` transaction: several workers opening a
+    new file at once take turns, and the later ones find the schema already there. Within
+    one process a lock serialises them too: Alembic's ``context`` is a module global.
+    """
+    with _MIGRATION_LOCK:
+        _upgrade(path)
+
+
+def _upgrade(path: str | Path) -> None:
+    engine = make_engine(f"sqlite:///{path}")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["engine"] = engine
     try:
-        command.upgrade(config, "head")
+        with engine.connect().execution_options(write=True) as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
     except Exception as exc:
         raise LocalStoreError(f"cannot prepare the local database {path}: {exc}") from exc
     finally:

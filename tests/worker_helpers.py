@@ -1,0 +1,478 @@
+"""Real services for the queue, worker and CLI tests: a Redis database of the test's own,
+the reference server over HTTP, ``craftsync worker`` processes, and the host app's SQLite.
+
+Every process is started in a session of its own (``start_new_session=True``), so that a
+test can SIGKILL a worker with all its children at once, as a crash would, and teardown
+leaves nothing running. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+import redis
+
+from server.records import data_fields
+from tests.api_helpers import API_KEY, new_id
+from tests.conftest import service_missing
+from worker.engine import SyncEngine
+from worker.events import CHANNEL
+from worker.store import LocalStore
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+#: The console script when the project is installed in .venv, else the module.
+CRAFTSYNC: Final = (
+    [str(ROOT / ".venv" / "bin" / "craftsync")]
+    if (ROOT / ".venv" / "bin" / "craftsync").exists()
+    else [sys.executable, "-m", "shell.cli"]
+)
+REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_TEST_REDIS_PORT", "6379"))
+#: Databases these tests may take; 0 is left to people, 15 to conftest.REDIS_TEST_URL.
+REDIS_DBS: Final = range(1, 15)
+#: A test holds its database this long at most, in case it dies without teardown.
+CLAIM_TTL_S: Final = 900
+CLAIM_KEY: Final = "craftsync-test:claim"
+#: A dramatiq heartbeat younger than this means another worker uses that database.
+LIVE_HEARTBEAT_MS: Final = 60_000
+#: Environment variables that must not leak from the developer's shell into the processes.
+_OWN_VARIABLES: Final = ("REDIS_URL", "REMOTE_API_URL", "REMOTE_API_KEY", "CRAFTSYNC_DB", "CRAFTSYNC_WORKERS",
+                         "CRAFTSYNC_CA_BUNDLE", "CRAFTSYNC_HOME", "DATABASE_URL", "API_KEYS", "RATE_LIMIT")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def clean_env(home: Path, **variables: str) -> dict[str, str]:
+    """The environment for a child process: ours without CraftSync's settings, plus ``variables``.
+
+    ``CRAFTSYNC_HOME`` points at ``home`` so that no running ``craftsync run`` is found."""
+    env = {k: v for k, v in os.environ.items() if k not in _OWN_VARIABLES}
+    env.update(CRAFTSYNC_HOME=str(home), PYTHONUNBUFFERED="1", **variables)
+    return env
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisDB:
+    """One Redis database number that this test owns (flushed at start and at the end)."""
+
+    number: int
+    url: str
+    client: redis.Redis
+
+
+def _in_use_by_workers(client: redis.Redis) -> bool:
+    newest: list[tuple[bytes, float]] = client.zrevrange("dramatiq:__heartbeats__", 0, 0, withscores=True)  # type: ignore[assignment]
+    return bool(newest) and time.time() * 1000 - newest[0][1] < LIVE_HEARTBEAT_MS
+
+
+@pytest.fixture
+def redis_db() -> Iterator[RedisDB]:
+    """A Redis database of this test's own: the code uses fixed key names, so tests (and
+    other people's runs on the same server) must not share one."""
+    probe = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}")
+    finally:
+        probe.close()
+    token = new_id()
+    for number in REDIS_DBS:
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
+        if client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S):
+            if not _in_use_by_workers(client):
+                break
+            client.delete(CLAIM_KEY)
+        client.close()
+    else:
+        pytest.fail(f"every Redis database {REDIS_DBS.start}..{REDIS_DBS.stop - 1} is taken by other tests")
+    client.flushdb()
+    client.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
+    try:
+        yield RedisDB(number, f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}", client)
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisDB]:
+    """A Redis server of this test's own (``redis-server`` on a free loopback port).
+
+    For tests of ``craftsync sync --wait``, which follows the server-wide events channel:
+    on a Redis shared with other runs it would also see their events."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing("redis-server is not installed (apt-get install redis-server)")
+        raise AssertionError("unreachable")  # service_missing skips or fails
+    port = free_port()
+    service = Service([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                       "--dir", str(tmp_path)], env=dict(os.environ), log=tmp_path / "redis.log", cwd=tmp_path)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+
+    def answers() -> bool:
+        if not service.alive():
+            pytest.fail(f"redis-server exited:\n{service.tail()}")
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_until(answers, timeout=10, what="the private redis-server")
+        yield RedisDB(0, f"redis://127.0.0.1:{port}/0", client)
+    finally:
+        client.close()
+        service.kill()
+
+
+class EventLog:
+    """Every event on ``craftsync:events`` from subscription on, collected by a thread.
+
+    Pub/sub channels are server-wide (not per database): filter by run id or entity."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(CHANNEL)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="event-log", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.2)
+            if message is None or message["type"] != "message":
+                continue
+            with self._changed:
+                self.events.append(json.loads(message["data"]))
+                self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float, what: str) -> dict[str, Any]:
+        """The first event (seen so far or arriving) for which ``predicate`` holds."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for event in self.events[seen:]:
+                    if predicate(event):
+                        return event
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last events: {self.events[-3:]}")
+                self._changed.wait(left)
+
+    def of(self, run_ids: set[str]) -> list[dict[str, Any]]:
+        with self._changed:
+            return [e for e in self.events if e.get("run_id") in run_ids]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._pubsub.close()
+
+
+@pytest.fixture
+def events(redis_db: RedisDB) -> Iterator[EventLog]:
+    log = EventLog(redis_db.client)
+    yield log
+    log.close()
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+class Service:
+    """A child process in its own session, its output in a log file."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process and every child of it, as a crash or a power cut would."""
+        self._signal_group(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL whatever is left of the group."""
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._signal_group(signal.SIGKILL)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Central:
+    """The reference server, run as ``craftsync server`` on a free loopback port."""
+
+    url: str  # ends in /api
+    key: str
+    service: Service
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60)
+
+    def push(self, entity: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST records in batches of 5,000; the results in order."""
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(records), 5000):
+            response = self.http.post(f"/{entity}", json={"records": records[start : start + 5000]})
+            assert response.status_code == 200, response.text[:500]
+            results.extend(response.json()["results"])
+        return results
+
+    def get(self, entity: str, record_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/{entity}/{record_id}")
+        assert response.status_code == 200, response.text[:500]
+        return dict(response.json())
+
+    def live(self, entity: str) -> dict[str, dict[str, Any]]:
+        """Live records on the server, keyed by id, without versions (the whole change feed)."""
+        return server_live_http(self.http, entity)
+
+
+def server_live_http(http: httpx.Client, entity: str) -> dict[str, dict[str, Any]]:
+    """Live records behind ``http`` (an authorised client on the API root), keyed by id."""
+    records: dict[str, dict[str, Any]] = {}
+    since = "0"
+    while True:
+        response = http.get(f"/{entity}", params={"since": since, "limit": 5000})
+        assert response.status_code == 200, response.text[:500]
+        page = response.json()
+        for change in page["records"]:
+            record = {name: change[name] for name in data_fields(entity)}
+            if record["deleted_at"] is None:
+                records[record["id"]] = record
+            else:
+                records.pop(record["id"], None)
+        since = page["next_cursor"]
+        if not page["has_more"]:
+            return records
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[Central]:
+    """A fresh central database behind a real HTTP server."""
+    port = free_port()
+    home = tmp_path / "server-home"
+    home.mkdir()
+    env = clean_env(home, DATABASE_URL=f"sqlite:///{tmp_path / 'central.db'}", API_KEYS=API_KEY,
+                    RATE_LIMIT="1000000/minute")
+    service = Service([*CRAFTSYNC, "server", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                      log=tmp_path / "server.log", cwd=home)
+    server = Central(f"http://127.0.0.1:{port}/api", API_KEY, service)
+
+    def healthy() -> bool:
+        if not service.alive():
+            pytest.fail(f"the server exited:\n{service.tail()}")
+        try:
+            return server.http.get("/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, interval=0.1, what="the server's /api/health")
+        yield server
+    finally:
+        server.http.close()
+        service.stop()
+
+
+def start_worker(env: dict[str, str], *, log: Path, cwd: Path, processes: int = 1, threads: int = 2) -> Service:
+    """``craftsync worker`` with ``env`` (REDIS_URL, CRAFTSYNC_DB, REMOTE_API_URL, REMOTE_API_KEY)."""
+    return Service([*CRAFTSYNC, "worker", "--processes", str(processes), "--threads", str(threads)],
+                   env=env, log=log, cwd=cwd)
+
+
+def heartbeats(client: redis.Redis) -> set[bytes]:
+    """The dramatiq consumers that have fetched from this database recently."""
+    now_ms = time.time() * 1000
+    members: list[tuple[bytes, float]] = client.zrange("dramatiq:__heartbeats__", 0, -1, withscores=True)  # type: ignore[assignment]
+    return {member for member, score in members if now_ms - score < 5_000}
+
+
+# -- the host app's database and a device's processes ---------------------------------------
+
+
+class HostDB:
+    """The host app's SQLite file, written with plain SQL as the host app does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        LocalStore(path).close()  # the schema, as any craftsync command creates it
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.conn.row_factory = sqlite3.Row
+
+    def sql(self, statement: str, *args: Any) -> list[sqlite3.Row]:
+        return self.conn.execute(statement, args).fetchall()
+
+    def insert_customers(self, count: int, *, prefix: str = "Customer") -> None:
+        """``count`` customers in one transaction, with ids the table's default makes."""
+        self.conn.execute("BEGIN")
+        self.conn.executemany(
+            "INSERT INTO customers (name, email, city, notes) VALUES (?, ?, ?, ?)",
+            ((f"{prefix} {i}", f"c{i}@example.com", "Leeds", f"note {i}") for i in range(count)),
+        )
+        self.conn.execute("COMMIT")
+
+    def live(self, entity: str) -> dict[str, dict[str, Any]]:
+        """Live local records (not soft-deleted), canonical, keyed by id."""
+        rows = self.sql(f"SELECT * FROM {entity} WHERE deleted_at IS NULL")
+        return {row["id"]: SyncEngine._canon(entity, dict(row)) for row in rows}
+
+    def not_synced(self) -> list[tuple[str, str, int]]:
+        """(entity, status, count) of every sync_metadata row that is not 'synced'."""
+        return [tuple(r) for r in self.sql(  # type: ignore[misc]
+            "SELECT entity, sync_status, count(*) FROM sync_metadata WHERE sync_status != 'synced' "
+            "GROUP BY entity, sync_status")]
+
+    def runs(self) -> list[sqlite3.Row]:
+        return self.sql("SELECT * FROM sync_runs ORDER BY started_at")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class Device:
+    """One desktop's processes around a host database: its workers and its CLI."""
+
+    tmp: Path
+    redis: RedisDB
+    central: Central
+    db: HostDB = field(init=False)
+    home: Path = field(init=False)
+    workers: list[Service] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.home = self.tmp / "device-home"
+        self.home.mkdir(exist_ok=True)
+        self.db = HostDB(self.tmp / "local.db")
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        variables = {"REDIS_URL": self.redis.url, "CRAFTSYNC_DB": str(self.db.path),
+                     "REMOTE_API_URL": self.central.url, "REMOTE_API_KEY": self.central.key, **overrides}
+        return clean_env(self.home, **{k: v for k, v in variables.items() if v})
+
+    def start_worker(self, *, processes: int = 1, threads: int = 2, ready_timeout: float = 30,
+                     **overrides: str) -> Service:
+        """Start ``craftsync worker`` and wait until it consumes from the queue."""
+        before = heartbeats(self.redis.client)
+        worker = start_worker(self.env(**overrides), log=self.tmp / f"worker-{len(self.workers)}.log",
+                              cwd=self.home, processes=processes, threads=threads)
+        self.workers.append(worker)
+
+        def consuming() -> bool:
+            if not worker.alive():
+                pytest.fail(f"the worker exited with {worker.proc.returncode}:\n{worker.tail()}")
+            return bool(heartbeats(self.redis.client) - before)
+
+        wait_until(consuming, timeout=ready_timeout, interval=0.1, what="the worker to consume")
+        return worker
+
+    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+        """Run ``craftsync ARGS`` as a user would, in this device's environment."""
+        return subprocess.run([*CRAFTSYNC, *args], env=env if env is not None else self.env(), cwd=self.home,
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()  # nothing to save: a graceful stop would only cost time
+        self.db.close()
+
+
+@pytest.fixture
+def device(tmp_path: Path, redis_db: RedisDB, central: Central) -> Iterator[Device]:
+    one = Device(tmp_path, redis_db, central)
+    yield one
+    one.close()
+
+
+def queue_broker(url: str) -> Any:
+    """dramatiq's RedisBroker on ``url``, as ``craftsync sync`` builds it to enqueue."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url)
+
+
+def customers_for_server(count: int) -> list[dict[str, Any]]:
+    """New customer records as another device would push them."""
+    return [{"id": new_id(), "name": f"Remote {i}", "email": f"r{i}@example.com", "city": "York",
+             "created_at": "2026-01-02T03:04:05.000Z", "updated_at": "2026-01-02T03:04:05.000Z"}
+            for i in range(count)]
+
+
+def assert_identical(db: HostDB, central: Central, entity: str, *, count: int | None = None) -> None:
+    """Both sides hold the same live records (no duplicates), ``count`` of them, nothing pending."""
+    local, remote = db.live(entity), central.live(entity)
+    rows = db.sql(f"SELECT count(*), count(DISTINCT id) FROM {entity} WHERE deleted_at IS NULL")[0]
+    assert rows[0] == rows[1] == len(local), f"duplicate local ids: {tuple(rows)}"
+    if count is not None:
+        assert (len(local), len(remote)) == (count, count), f"(local, server) live records: {(len(local), len(remote))}"
+    assert local.keys() == remote.keys(), (
+        f"{len(local.keys() - remote.keys())} only local, {len(remote.keys() - local.keys())} only on the server")
+    different = [i for i in local if local[i] != remote[i]]
+    assert not different, f"{len(different)} records differ, e.g. {local[different[0]]} != {remote[different[0]]}"
+    assert db.not_synced() == [], f"left unsynced: {db.not_synced()}"
