@@ -12,6 +12,7 @@ either side of the wire.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -206,6 +207,7 @@ REFERENCES: Final = {
 _BOOKKEEPING = {"base_version", "version"}
 
 
+@functools.cache
 def data_fields(entity: str) -> tuple[str, ...]:
     """The stored fields of an entity, in schema order (no version bookkeeping)."""
     return tuple(name for name in MODELS[entity].model_fields if name not in _BOOKKEEPING)

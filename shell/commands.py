@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -83,10 +84,12 @@ def _sync_queued(
     url = _broker_url(settings)
     client = redis.Redis.from_url(url)
     pubsub = client.pubsub()
+    request_id = uuid.uuid4().hex  # every event of the runs serving this request names it
     try:
         pubsub.subscribe(CHANNEL)  # before queueing, so that no event is missed
         run_id = request_sync(
-            RedisBroker(url=url), client, entities, direction=options.direction, policy=options.policy
+            RedisBroker(url=url), client, entities, direction=options.direction, policy=options.policy,
+            requests=[request_id],
         )
     except redis.RedisError as exc:
         raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
@@ -94,16 +97,22 @@ def _sync_queued(
         print(json.dumps({"queued": run_id, "entities": entities}) if quiet else f"queued: {', '.join(entities)} ({run_id})")
         return None
     try:
-        return _wait_for_runs(pubsub, entities, quiet=quiet)
+        return _wait_for_runs(pubsub, entities, request_id, quiet=quiet)
     finally:
         pubsub.close()
 
 
-def _wait_for_runs(pubsub: redis.client.PubSub, entities: list[str], *, quiet: bool) -> list[dict[str, Any]]:
-    """Follow events until each entity's next run has ended; one result per entity."""
+def _wait_for_runs(
+    pubsub: redis.client.PubSub, entities: list[str], request_id: str, *, quiet: bool
+) -> list[dict[str, Any]]:
+    """Follow the runs serving ``request_id`` until each entity's has ended; one result each."""
     started: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
-    for event in follow(pubsub, timeout_s=WAIT_SILENCE_S, match=lambda e: e.get("entity") in entities):
+
+    def ours(event: dict[str, Any]) -> bool:
+        return event.get("entity") in entities and request_id in (event.get("requests") or [])
+
+    for event in follow(pubsub, timeout_s=WAIT_SILENCE_S, match=ours):
         entity, run = event.get("entity"), event.get("run_id")
         if entity in results or event.get("direction") == "import":
             continue

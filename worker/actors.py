@@ -8,6 +8,7 @@ API client.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Final
@@ -29,9 +30,10 @@ from worker.store import LocalStore
 
 log = logging.getLogger(__name__)
 
-#: How long a dead worker's message waits before Redis hands it to another worker (ms).
-#: dramatiq's default is a minute; the entity lock already lapses in seconds, so redelivery
-#: can come sooner, and it is harmless: a sync run twice changes nothing the second time.
+#: How long a dead worker's message waits before Redis may hand it to another worker (ms;
+#: dramatiq's default is a minute, and this is only the earliest). Nothing waits for it:
+#: the next request queues a message of its own, and a redelivered run that was already
+#: claimed does nothing.
 HEARTBEAT_TIMEOUT_MS: Final = 15_000
 #: A bulk pull of hundreds of thousands of records may take minutes.
 TIME_LIMIT_MS: Final = 60 * 60 * 1000
@@ -48,6 +50,7 @@ broker = RedisBroker(url=settings.redis_url, heartbeat_timeout=HEARTBEAT_TIMEOUT
 broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
 _redis = redis.Redis.from_url(settings.redis_url)
+_publish = Publisher(_redis)
 _local = threading.local()
 
 
@@ -56,7 +59,7 @@ def _engine() -> SyncEngine:
     engine: SyncEngine | None = getattr(_local, "engine", None)
     if engine is None:
         store = LocalStore(settings.database)
-        engine = SyncEngine(store, RemoteClient(settings.remote()), progress=Publisher(_redis))
+        engine = SyncEngine(store, RemoteClient(settings.remote()), progress=_publish)
         _local.engine = engine
     return engine
 
@@ -69,11 +72,17 @@ def _should_retry(retries: int, exc: BaseException) -> bool:
 
 def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> None:
     """Run one sync of ``entity``, then queue the rest of its chain."""
-    with entity_lock(_redis, entity):
-        then = take_queued(_redis, entity, run_id)
-        result = _engine().sync(entity, SyncOptions(direction=direction, policy=policy), run_id=run_id)  # type: ignore[arg-type]
+    with entity_lock(_redis, entity):  # EntityBusy: dramatiq retries the message later
+        claimed = take_queued(_redis, entity, run_id)
+        if claimed is None:
+            log.info("%s run %s was done by another message; nothing to do", entity, run_id)
+            return
+        then, requests = claimed
+        engine = _engine()
+        engine.progress = lambda event: _publish({**event, "requests": requests})
+        result = engine.sync(entity, SyncOptions(direction=direction, policy=policy), run_id=run_id)  # type: ignore[arg-type]
     if then:
-        request_sync(broker, _redis, then, direction=direction, policy=policy)
+        request_sync(broker, _redis, then, direction=direction, policy=policy, requests=requests)
     log.info("%s %s: %s (pushed %d, pulled %d)", entity, direction, result.status, result.pushed, result.pulled)
 
 
@@ -108,3 +117,8 @@ def import_chunk(entity: str, rows: list[dict[str, str | None]], import_id: str)
         record_failure(_redis, import_id, entity, str(exc))
         return
     record_chunk(_redis, import_id, entity, len(rows), counts)
+
+
+# Everything imported so far lives as long as the process: keep it out of the collector's
+# way, so that the collections after each page are cheap.
+gc.freeze()

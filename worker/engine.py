@@ -15,6 +15,8 @@ merged is settled by the run's policy or, under ``manual``, kept in ``sync_confl
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import sqlite3
 import time
@@ -130,18 +132,51 @@ class SyncEngine:
                 run.total += page.remaining or len(page.records)
                 first = False
             with self.store.engine_writes() as conn:
-                for record in page.records:
-                    run.pulled += self._reconcile(conn, entity, record, options.policy, run)
+                run.pulled += self._apply_page(conn, entity, page.records, options.policy, run)
                 conn.execute(
                     "INSERT INTO sync_cursors (entity, cursor, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
                     (entity, page.next_cursor, now_iso()),
                 )
+            # httpx keeps each response in a reference cycle: free the page now, not at the
+            # next full collection, so memory stays flat however many pages come.
+            del page.records[:]
+            gc.collect()
             run.done += len(page.records)
             cursor = page.next_cursor
             self._emit("progress", run)
             if not page.has_more:
                 return
+
+    def _apply_page(
+        self, conn: sqlite3.Connection, entity: str, records: list[dict[str, Any]], policy: Policy, run: RunResult
+    ) -> int:
+        """Apply one page; returns how many records changed something.
+
+        Records without local changes (almost all of a bulk pull) are written together with
+        two ``executemany``; only those with local changes go through the merge one by one.
+        """
+        fields = data_fields(entity)
+        metas = self.store.metadata(entity, [r["id"] for r in records])
+        rows, agreed, merged = [], [], 0
+        now = now_iso()
+        for record in records:
+            meta = metas.get(record["id"])
+            if meta is not None and meta["sync_status"] != "synced":
+                merged += self._reconcile(conn, entity, record, policy, run)
+                continue
+            if meta is not None and (meta["remote_version"] or 0) >= record["version"]:
+                continue  # already have this version (or newer), e.g. from our own push
+            row_gone = meta is None or meta["deleted_data"] is not None
+            if record.get("deleted_at") is None or not row_gone:  # a tombstone does not bring back a removed row
+                rows.append([record.get(name) for name in fields])
+            local_version = meta["local_version"] if meta is not None else 0
+            agreed.append((entity, record["id"], local_version, local_version, record["version"], now))
+        if rows:
+            conn.executemany(_upsert_sql(entity), rows)
+        if agreed:
+            conn.executemany(_AGREE_SQL, agreed)
+        return merged + len(agreed)
 
     def _reconcile(self, conn: sqlite3.Connection, entity: str, record: dict[str, Any], policy: Policy, run: RunResult) -> bool:
         """Bring one server record into the local store, merging with local changes.
@@ -186,14 +221,10 @@ class SyncEngine:
 
     def _local_view(self, conn: sqlite3.Connection, entity: str, meta: sqlite3.Row) -> dict[str, Any]:
         """The local record in canonical form; a hard-deleted one as its tombstone."""
-        fields = data_fields(entity)
-        if meta["deleted_data"] is not None:
-            data = loads(meta["deleted_data"]) or {}
-            data["deleted_at"] = data.get("deleted_at") or meta["changed_at"]
-        else:
-            row = conn.execute(f"SELECT {', '.join(fields)} FROM {entity} WHERE id = ?", (meta["record_id"],)).fetchone()
-            data = dict(row) if row else {"id": meta["record_id"], "deleted_at": meta["changed_at"]}
-        return self._canon(entity, data)
+        row = conn.execute(
+            f"SELECT {', '.join(data_fields(entity))} FROM {entity} WHERE id = ?", (meta["record_id"],)
+        ).fetchone()
+        return self._canon(entity, _local_raw(meta, dict(row) if row else None))
 
     def _write_row(self, conn: sqlite3.Connection, entity: str, data: dict[str, Any], *, row_exists: bool) -> None:
         """Write a record into the host app's table (an upsert); a tombstone of a record
@@ -202,24 +233,11 @@ class SyncEngine:
             exists = conn.execute(f"SELECT 1 FROM {entity} WHERE id = ?", (data["id"],)).fetchone()
             if not exists:
                 return
-        fields = data_fields(entity)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in fields if name != "id")
-        conn.execute(
-            f"INSERT INTO {entity} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}",
-            [data.get(name) for name in fields],
-        )
+        conn.execute(_upsert_sql(entity), [data.get(name) for name in data_fields(entity)])
 
     def _agree(self, conn: sqlite3.Connection, entity: str, record_id: str, version: int, *, local_version: int) -> None:
         """Record that both sides now hold the same record at ``version``."""
-        conn.execute(
-            "INSERT INTO sync_metadata (entity, record_id, local_version, synced_version, remote_version, "
-            "last_synced_at, sync_status) VALUES (?, ?, ?, ?, ?, ?, 'synced') "
-            "ON CONFLICT (entity, record_id) DO UPDATE SET synced_version = excluded.synced_version, "
-            "remote_version = excluded.remote_version, last_synced_at = excluded.last_synced_at, "
-            "sync_status = 'synced', base_data = NULL, deleted_data = NULL, reason = NULL",
-            (entity, record_id, local_version, local_version, version, now_iso()),
-        )
+        conn.execute(_AGREE_SQL, (entity, record_id, local_version, local_version, version, now_iso()))
 
     # -- conflicts kept for the user -----------------------------------------------------
 
@@ -252,7 +270,7 @@ class SyncEngine:
     # -- push --------------------------------------------------------------------------
 
     def _push(self, entity: str, options: SyncOptions, run: RunResult) -> None:
-        run.total += self.store.counts(entity)["pending"]
+        run.total += self.store.pending_count(entity)
         for _ in range(MAX_PUSH_PASSES):
             merged_again = 0
             after = 0
@@ -266,9 +284,10 @@ class SyncEngine:
     def _push_batch(self, entity: str, batch: list[sqlite3.Row], policy: Policy, run: RunResult) -> int:
         """Send one batch and apply the answers; returns how many records need another pass."""
         outgoing: list[tuple[sqlite3.Row, dict[str, Any]]] = []
+        rows = self.store.rows(entity, [meta["record_id"] for meta in batch])
         with self.store.engine_writes() as conn:
             for meta in batch:
-                record = self._outgoing(conn, entity, meta, run)
+                record = self._outgoing(conn, entity, meta, rows.get(meta["record_id"]), run)
                 if record is not None:
                     outgoing.append((meta, record))
         if not outgoing:
@@ -281,15 +300,17 @@ class SyncEngine:
         run.done += len(outgoing)
         return again
 
-    def _outgoing(self, conn: sqlite3.Connection, entity: str, meta: sqlite3.Row, run: RunResult) -> dict[str, Any] | None:
+    def _outgoing(
+        self, conn: sqlite3.Connection, entity: str, meta: sqlite3.Row, row: dict[str, Any] | None, run: RunResult
+    ) -> dict[str, Any] | None:
         """The record to send for one pending change, or None when there is nothing to send."""
         if meta["deleted_data"] is not None and meta["remote_version"] is None:
             # Created and hard-deleted before it ever reached the server: forget it.
             conn.execute("DELETE FROM sync_metadata WHERE id = ?", (meta["id"],))
             return None
-        local = self._local_view(conn, entity, meta)
+        plain = {name: _as_text(value) for name, value in _local_raw(meta, row).items()}
         try:
-            validate(entity, local)
+            local, _ = validate(entity, plain)
         except InvalidRecord as exc:
             self._reject(conn, meta, str(exc), run)
             return None
@@ -441,6 +462,36 @@ class SyncEngine:
                 "ts": now_iso(),
             }
         )
+
+
+#: Record that both sides hold the same record at a version (no local changes left).
+_AGREE_SQL: Final = (
+    "INSERT INTO sync_metadata (entity, record_id, local_version, synced_version, remote_version, "
+    "last_synced_at, sync_status) VALUES (?, ?, ?, ?, ?, ?, 'synced') "
+    "ON CONFLICT (entity, record_id) DO UPDATE SET synced_version = excluded.synced_version, "
+    "remote_version = excluded.remote_version, last_synced_at = excluded.last_synced_at, "
+    "sync_status = 'synced', base_data = NULL, deleted_data = NULL, reason = NULL"
+)
+
+
+@functools.cache
+def _upsert_sql(entity: str) -> str:
+    """Insert a record into the host app's table, or overwrite the row with that id."""
+    fields = data_fields(entity)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in fields if name != "id")
+    return (
+        f"INSERT INTO {entity} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}"
+    )
+
+
+def _local_raw(meta: sqlite3.Row, row: dict[str, Any] | None) -> dict[str, Any]:
+    """The local record as stored: the row, or for a hard-deleted one its tombstone."""
+    if row is not None and meta["deleted_data"] is None:
+        return row
+    data = loads(meta["deleted_data"]) or {"id": meta["record_id"]}
+    data["deleted_at"] = data.get("deleted_at") or meta["changed_at"]
+    return data
 
 
 def _as_text(value: Any) -> Any:

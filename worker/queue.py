@@ -1,7 +1,10 @@
 """Sync requests on the Redis queue: enqueueing, coalescing, and the one-run-per-entity lock.
 
 A request for an entity that already has a run waiting in the queue joins that run instead
-of adding another (``craftsync:queued:<entity>`` names the waiting run). A run holds
+of adding another (``craftsync:queued:<entity>`` names the waiting run). Each request still
+queues a message for the run it joined: whichever message a live worker takes first claims
+the run and does it; the others find it claimed and do nothing. So a waiting run whose
+message is stuck with a dead worker is done by the next request's message. A run holds
 ``craftsync:lock:<entity>`` while it works, renewed in the background; a worker that dies
 stops renewing it, so the lock lapses within ``LOCK_TTL_S`` and the next request runs
 promptly. A run that finds the lock taken waits for it through dramatiq's retries.
@@ -28,8 +31,8 @@ from worker.errors import SyncError
 
 #: Seconds a run's lock outlives its last renewal: how soon a crashed worker's entity frees up.
 LOCK_TTL_S: Final = 10
-#: A request waits in the queue at most this long before a new one no longer joins it.
-QUEUED_TTL_S: Final = 3600
+#: How long a waiting run stays in Redis unclaimed: only a clean-up for runs nobody ran.
+QUEUED_TTL_S: Final = 24 * 3600
 
 
 class EntityBusy(SyncError):
@@ -49,52 +52,71 @@ def _queued_key(entity: str) -> str:
 
 
 #: Join the waiting run if there is one, else become it. Atomic, so no request is lost
-#: between a run starting and a request joining it. Returns {is_new, run_id}.
+#: between a run starting and a request joining it. KEYS[1]: the entity's queued hash;
+#: ARGV: new run id, the chain after this entity (JSON), the request ids (JSON), TTL.
+#: Returns {is_new, run_id}.
 _JOIN_OR_QUEUE = """
 local waiting = redis.call('HGET', KEYS[1], 'run_id')
 if waiting then
-  local then_ = cjson.decode(redis.call('HGET', KEYS[1], 'then') or '[]')
-  for _, entity in ipairs(cjson.decode(ARGV[2])) do table.insert(then_, entity) end
-  if #then_ > 0 then redis.call('HSET', KEYS[1], 'then', cjson.encode(then_)) end
+  for _, field in ipairs({'then', 'requests'}) do
+    local merged = cjson.decode(redis.call('HGET', KEYS[1], field) or '[]')
+    for _, item in ipairs(cjson.decode(field == 'then' and ARGV[2] or ARGV[3])) do table.insert(merged, item) end
+    if #merged > 0 then redis.call('HSET', KEYS[1], field, cjson.encode(merged)) end
+  end
   return {0, waiting}
 end
-redis.call('HSET', KEYS[1], 'run_id', ARGV[1], 'then', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[1], 'run_id', ARGV[1], 'then', ARGV[2], 'requests', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {1, ARGV[1]}
 """
 
-#: Claim the waiting run if it is ours; returns the chain to continue with, or nil.
+#: Claim the waiting run if it is ours: {then, requests} as JSON, or nil.
 _CLAIM = """
 if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return nil end
-local then_ = redis.call('HGET', KEYS[1], 'then')
+local claimed = {redis.call('HGET', KEYS[1], 'then') or '[]', redis.call('HGET', KEYS[1], 'requests') or '[]'}
 redis.call('DEL', KEYS[1])
-return then_
+return claimed
 """
 
-
 def request_sync(
-    broker: dramatiq.Broker, client: redis.Redis, entities: list[str], *, direction: str, policy: str
+    broker: dramatiq.Broker,
+    client: redis.Redis,
+    entities: list[str],
+    *,
+    direction: str,
+    policy: str,
+    requests: list[str] | None = None,
 ) -> str:
-    """Queue a sync of ``entities`` in order; returns the run id of the first one's run."""
+    """Queue a sync of ``entities`` in order; returns the run id of the first one's run.
+
+    ``requests`` are ids the caller chose to recognise its runs by: every event of every run
+    that serves this request (joined or chained) lists them in ``requests``.
+    """
     first, rest = entities[0], entities[1:]
-    is_new, run_id = client.eval(_JOIN_OR_QUEUE, 1, _queued_key(first), uuid.uuid4().hex, json.dumps(rest), QUEUED_TTL_S)
+    _is_new, run_id = client.eval(
+        _JOIN_OR_QUEUE, 1, _queued_key(first), uuid.uuid4().hex, json.dumps(rest), json.dumps(requests or []),
+        QUEUED_TTL_S,
+    )
     run_id = run_id.decode() if isinstance(run_id, bytes) else str(run_id)
-    if is_new:
-        message = dramatiq.Message(
-            queue_name=queue_name(first),
-            actor_name=actor_name(first),
-            args=(),
-            kwargs={"direction": direction, "policy": policy, "run_id": run_id},
-            options={},
-        )
-        broker.enqueue(message)
+    message = dramatiq.Message(
+        queue_name=queue_name(first),
+        actor_name=actor_name(first),
+        args=(),
+        kwargs={"direction": direction, "policy": policy, "run_id": run_id},
+        options={},
+    )
+    broker.enqueue(message)  # also when joining: see the module docstring
     return run_id
 
 
-def take_queued(client: redis.Redis, entity: str, run_id: str) -> list[str]:
-    """Mark the waiting run ``run_id`` as started; returns the chain it must continue with."""
-    then = client.eval(_CLAIM, 1, _queued_key(entity), run_id)
-    return ordered(json.loads(then)) if then else []
+def take_queued(client: redis.Redis, entity: str, run_id: str) -> tuple[list[str], list[str]] | None:
+    """Claim the waiting run ``run_id``: the chain it must continue with and the request ids
+    it serves; None when another message already claimed it (or ran it before a crash)."""
+    claimed = client.eval(_CLAIM, 1, _queued_key(entity), run_id)
+    if not claimed:
+        return None
+    then, requests = (json.loads(part) for part in claimed)
+    return ordered(then), list(dict.fromkeys(requests))
 
 
 @contextmanager

@@ -161,6 +161,13 @@ class LocalStore:
         counts.update({status: n for status, n in rows})
         return counts
 
+    def pending_count(self, entity: str) -> int:
+        """Records with changes to push (the partial index answers without a scan)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM sync_metadata WHERE entity = ? AND sync_status = 'pending'", (entity,)
+        ).fetchone()
+        return int(row[0])
+
     def numbers_left(self, entity: str) -> int:
         row = self.conn.execute(
             "SELECT coalesce(sum(last - next + 1), 0) FROM sync_number_blocks WHERE entity = ? AND next <= last",

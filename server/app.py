@@ -1,0 +1,41 @@
+"""The API application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_limiter import Limiter
+from sqlalchemy import Engine
+
+from server import errors
+from server.api import bp, entities_bp
+from server.auth import rate_limit_key
+from server.config import ServerSettings
+from server.db import make_engine, migrate
+
+
+def create_app(settings: ServerSettings | None = None, *, engine: Engine | None = None) -> Flask:
+    """The API application for ``settings`` (default: from the environment).
+
+    The schema is migrated to the newest revision before the first request.
+    """
+    settings = settings or ServerSettings.from_env()
+    app = Flask(__name__)
+    app.config["CRAFTSYNC"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    engine = engine or make_engine(settings.database_url)
+    migrate(engine)
+    app.extensions["craftsync.engine"] = engine
+    errors.register(app)
+    limiter = Limiter(
+        rate_limit_key,
+        app=app,
+        storage_uri=settings.redis_url or "memory://",
+        headers_enabled=True,
+        key_prefix="craftsync-api",
+    )
+    # One budget per key across every entity endpoint, not one per endpoint.
+    limiter.shared_limit(settings.rate_limit, scope="entities")(entities_bp)
+    app.register_blueprint(bp)
+    app.register_blueprint(entities_bp)
+    return app
