@@ -170,7 +170,8 @@ class Session:
         app = create_ui_app(ctx)
         self.ui_server = waitress.create_server(app, host="127.0.0.1", port=0, threads=UI_THREADS, send_bytes=1)
         ctx.port = self.ui_server.effective_port
-        threading.Thread(target=self.ui_server.run, name="ui-server", daemon=True).start()
+        self._ui_thread = threading.Thread(target=self.ui_server.run, name="ui-server", daemon=True)
+        self._ui_thread.start()
         self.ui_url = f"http://127.0.0.1:{ctx.port}/"
 
     def _start_background(self) -> None:
@@ -214,7 +215,7 @@ class Session:
             if part is not None:
                 part.stop()
         if self.ui_server is not None:
-            self.ui_server.close()
+            _close_server(self.ui_server, self._ui_thread)
         for process in (self.workers, self.demo[0] if self.demo else None):
             if process is not None:
                 _stop_tree(process)
@@ -230,6 +231,19 @@ class Session:
     def wait(self) -> None:
         """Block until ``stop`` is called (browser mode)."""
         self._stopped.wait()
+
+
+def _close_server(server: Any, thread: threading.Thread) -> None:
+    """Stop waitress from its own loop thread: closing its sockets from another thread races
+    its select() (EBADF). Open event streams end with their connections."""
+
+    def close_all() -> None:
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_all)
+    thread.join(timeout=STOP_TIMEOUT_S)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
 
 
 def _free_port() -> int:

@@ -239,7 +239,10 @@ def events() -> Response:
         try:
             yield ": connected\n\n"
             while True:
-                message = pubsub.get_message(timeout=SSE_KEEPALIVE_S)
+                try:
+                    message = pubsub.get_message(timeout=SSE_KEEPALIVE_S)
+                except redis.RedisError:
+                    return  # the broker is gone (the session is stopping); the page reconnects
                 if message is None:
                     yield ": keep-alive\n\n"
                 elif message["type"] == "message":

@@ -48,7 +48,10 @@ def open_window(url: str, stopped: threading.Event, on_closed: Callable[[], None
             os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = f"{flags} --no-sandbox".strip()
     import webview
 
-    window = webview.create_window("CraftSync", url, width=DEFAULT_SIZE[0], height=DEFAULT_SIZE[1], min_size=MIN_SIZE)
+    # text_select: pywebview would otherwise inject an inline style, which the page's CSP refuses.
+    window = webview.create_window(
+        "CraftSync", url, width=DEFAULT_SIZE[0], height=DEFAULT_SIZE[1], min_size=MIN_SIZE, text_select=True
+    )
 
     def close_when_stopped() -> None:
         stopped.wait()
