@@ -22,7 +22,7 @@ from server.records import ENTITIES
 from worker.conflicts import open_conflicts, resolve
 from worker.engine import SyncEngine, SyncOptions
 from worker.errors import RemoteError, SyncError
-from worker.events import CHANNEL, follow
+from worker.events import channel, follow
 from worker.imports import CHUNK_ROWS, queue_import, read_csv
 from worker.queue import ordered, request_sync
 from worker.remote import RemoteClient
@@ -86,7 +86,7 @@ def _sync_queued(
     pubsub = client.pubsub()
     request_id = uuid.uuid4().hex  # every event of the runs serving this request names it
     try:
-        pubsub.subscribe(CHANNEL)  # before queueing, so that no event is missed
+        pubsub.subscribe(channel(client))  # before queueing, so that no event is missed
         run_id = request_sync(
             RedisBroker(url=url), client, entities, direction=options.direction, policy=options.policy,
             requests=[request_id],
@@ -172,7 +172,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     client = redis.Redis.from_url(url)
     pubsub = client.pubsub()
     try:
-        pubsub.subscribe(CHANNEL)
+        pubsub.subscribe(channel(client))
         import_id = queue_import(RedisBroker(url=url), client, args.entity, rows)
     except redis.RedisError as exc:
         raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc

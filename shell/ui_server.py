@@ -28,7 +28,7 @@ from shell import records_api
 from shell.preferences import InvalidPreferences, PreferenceStore, masked
 from worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
 from worker.errors import SyncError
-from worker.events import CHANNEL
+from worker.events import channel
 from worker.remote import RemoteClient, RemoteSettings
 from worker.store import LocalStore
 
@@ -233,7 +233,7 @@ def sync() -> tuple[Response, int]:
 def events() -> Response:
     client: redis.Redis = current_app.extensions["craftsync.redis"]
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(CHANNEL)
+    pubsub.subscribe(channel(client))
 
     def stream() -> Iterator[str]:
         try:

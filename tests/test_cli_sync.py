@@ -28,7 +28,7 @@ from tests.worker_helpers import (  # noqa: E402
     free_port,
     wait_until,
 )
-from worker.events import CHANNEL  # noqa: E402
+from worker.events import channel  # noqa: E402
 
 pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
 
@@ -150,7 +150,7 @@ def test_sync_wait_follows_only_the_run_it_requested(device: Device) -> None:
                             what="the request to be queued").decode()
         # When another run of customers (another desktop sharing the Redis) starts and ends
         for kind in ("started", "completed"):
-            client.publish(CHANNEL, json.dumps(
+            client.publish(channel(client), json.dumps(
                 {"type": kind, "run_id": "f" * 32, "entity": "customers", "direction": "both", "done": 0,
                  "total": 0, "pushed": 0, "pulled": 0, "conflicts": 0, "rate": 0, "eta_s": 0, "error": None,
                  "status": "completed", "ts": "2026-01-01T00:00:00.000Z"}))

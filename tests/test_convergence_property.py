@@ -12,6 +12,12 @@ From it, before every ``manual`` sync, the model predicts the records whose same
 was changed differently on both sides (or edited on one side and deleted on the other);
 each must end up in ``sync_conflicts``, its local row untouched and its server record
 unwritten. The prediction errs on the side of expecting less: the engine may flag more.
+For the other records changed on both sides, and under ``remote`` and ``local``, the model
+says what the three-way merge must give (one-sided changes kept, clashes and deletes the
+policy's way). After every sync: no run fails, only ``manual`` opens conflicts, a pull
+leaves every open conflict showing the server's latest record, and a ``both`` sync leaves
+the device equal to the server but for its conflicts (§6.7). Settling a conflict leaves
+the device with what the user chose (``local``: the record as the device holds it now).
 
 At the end every open conflict is settled with ``remote``, each device runs full ``both``
 syncs until quiescent, and then: the devices and the server hold identical live records;
@@ -20,7 +26,10 @@ one some device wrote; a field only one device ever edited holds that device's l
 value; a delete nobody else contested stays deleted; live quotes have unique numbers
 and resolvable customers.
 
-``CRAFTSYNC_PROPERTY_EXAMPLES`` overrides the number of examples (default 40).
+``CRAFTSYNC_PROPERTY_EXAMPLES`` overrides the number of examples (default 40);
+``CRAFTSYNC_PROPERTY_SHRINK=1`` shrinks a failing run (minutes; past pytest's 300 s timeout,
+so add ``-o timeout=0``). Every failure message carries the records' states, and a failing
+run is saved in ``.hypothesis/`` and replayed first next time.
 ``CRAFTSYNC_PROPERTY_AVOID`` (comma-separated) stops generating the inputs of known bugs,
 to hunt for others while they are open:
 
@@ -41,7 +50,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
@@ -71,6 +80,7 @@ VALUES: Final[dict[str, list[Any]]] = {
     "total_amount": [None, "12.50", "12.5", "7", "0.10"],
 }
 NOW_SQL: Final = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+SHRINK: Final = os.environ.get("CRAFTSYNC_PROPERTY_SHRINK") == "1"
 AVOID: Final = frozenset(filter(None, os.environ.get("CRAFTSYNC_PROPERTY_AVOID", "").split(",")))
 
 View = dict[str, Any]
@@ -581,6 +591,8 @@ TestSyncConvergence.settings = settings(
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    # Shrinking a failing run of this machine takes minutes (past pytest's timeout): opt in.
+    phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)] if not SHRINK else list(Phase),
 )
 
 
@@ -607,14 +619,16 @@ def test_bug_a_quote_pushed_before_its_customer_never_syncs_after_a_full_sync(tm
     assert all(run.status == "completed" for run in runs)
     assert quote["id"] in server_live(app, "quotes"), "the quote stays quarantined on A, never pushed"
     assert a.live("quotes") == server_live(app, "quotes")
-    a.close(), b.close()
+    a.close()
+    b.close()
 
 
 def test_bug_keep_local_discards_edits_made_while_the_conflict_was_open(tmp_path: Path) -> None:
     # Given a customer on both devices, renamed differently on each, and B's name on the server
-    app, a, b = _devices(tmp_path)
+    _app, a, b = _devices(tmp_path)
     (customer,) = a.sql("INSERT INTO customers (name) VALUES ('Ann') RETURNING id")
-    a.sync("customers"), b.sync("customers")
+    a.sync("customers")
+    b.sync("customers")
     a.sql("UPDATE customers SET name = 'Ann A' WHERE id = ?", customer["id"])
     b.sql("UPDATE customers SET name = 'Ann B' WHERE id = ?", customer["id"])
     b.sync("customers")
@@ -630,4 +644,5 @@ def test_bug_keep_local_discards_edits_made_while_the_conflict_was_open(tmp_path
     # Then A keeps its record as it is now: the later edits are not silently undone
     row = a.sql("SELECT name, city FROM customers WHERE id = ?", customer["id"])[0]
     assert (row["name"], row["city"]) == ("Ann A2", "Oslo")
-    a.close(), b.close()
+    a.close()
+    b.close()

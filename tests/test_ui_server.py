@@ -46,7 +46,7 @@ from tests.ui_helpers import (
     write_web,
 )
 from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
-from worker.events import CHANNEL
+from worker.events import channel
 from worker.queue import entity_lock
 from worker.remote import RemoteClient, RemoteSettings
 
@@ -174,7 +174,7 @@ def _publish_soon(url: str, *events: dict[str, Any]) -> threading.Thread:
         client = redis.Redis.from_url(url)
         try:
             for event in events:
-                client.publish(CHANNEL, json.dumps(event))
+                client.publish(channel(client), json.dumps(event))
         finally:
             client.close()
 

@@ -31,7 +31,7 @@ from server.records import data_fields
 from tests.api_helpers import API_KEY, new_id
 from tests.conftest import service_missing
 from worker.engine import SyncEngine
-from worker.events import CHANNEL
+from worker.events import channel
 from worker.store import LocalStore
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ class EventLog:
         self.events: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(CHANNEL)
+        self._pubsub.subscribe(channel(client))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="event-log", daemon=True)
         self._thread.start()

@@ -72,8 +72,8 @@ def resolve(store: LocalStore, conflict_id: int, use: Choice, data: dict[str, An
     fields = data_fields(conflict.entity)
     if use == "remote":
         chosen = conflict.remote
-    elif use == "local":
-        chosen = {**conflict.remote, **(conflict.local or {})}
+    elif use == "local":  # the record as it is now: edits made while the conflict was open count
+        chosen = {**conflict.remote, **_current_local(store, conflict)}
     else:
         unknown = set(data or {}) - set(fields)
         if unknown:
@@ -85,6 +85,29 @@ def resolve(store: LocalStore, conflict_id: int, use: Choice, data: dict[str, An
         raise InvalidResolution(f"the chosen record is not valid: {exc}") from None
     _store_choice(store, conflict, chosen, use)
     return chosen
+
+
+def _current_local(store: LocalStore, conflict: Conflict) -> dict[str, Any]:
+    fields = data_fields(conflict.entity)
+    row = store.conn.execute(
+        f"SELECT {', '.join(fields)} FROM {conflict.entity} WHERE id = ?", (conflict.record_id,)
+    ).fetchone()
+    if row is not None:
+        return {name: _as_text(row[name]) for name in fields}
+    meta = store.conn.execute(
+        "SELECT deleted_data, changed_at FROM sync_metadata WHERE entity = ? AND record_id = ?",
+        (conflict.entity, conflict.record_id),
+    ).fetchone()
+    gone = (loads(meta["deleted_data"]) if meta else None) or dict(conflict.local or {})
+    gone["deleted_at"] = gone.get("deleted_at") or (meta["changed_at"] if meta else now_iso())
+    return gone
+
+
+def _as_text(value: Any) -> Any:
+    """Numbers the host app wrote into text columns, as text (see SyncEngine._canon)."""
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _store_choice(store: LocalStore, conflict: Conflict, chosen: dict[str, Any], use: str) -> None:

@@ -9,8 +9,19 @@ from typing import Any, Final
 
 import redis
 
-#: The one channel every worker publishes on and every listener follows.
+#: The channel every worker publishes on and every listener follows (on database 0).
 CHANNEL: Final = "craftsync:events"
+
+
+def channel(client: redis.Redis) -> str:
+    """The events channel of the client's Redis database.
+
+    Pub/sub channels are shared by every database of a Redis server, so installs that
+    share a server through different databases would see each other's events; a database
+    other than 0 gets its own channel, ``craftsync:events:<db>``.
+    """
+    db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+    return CHANNEL if db == 0 else f"{CHANNEL}:{db}"
 
 
 class Publisher:
@@ -18,9 +29,10 @@ class Publisher:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self.channel = channel(client)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        self.client.publish(CHANNEL, json.dumps(event))
+        self.client.publish(self.channel, json.dumps(event))
 
 
 def follow(

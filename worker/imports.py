@@ -23,7 +23,7 @@ import redis
 
 from server.records import data_fields, now_iso
 from worker.errors import ConfigurationError
-from worker.events import CHANNEL
+from worker.events import channel
 
 #: Rows per queued chunk: a server batch, and a few seconds of work for one worker.
 CHUNK_ROWS: Final = 1000
@@ -107,7 +107,7 @@ def _publish(
     rate = done / elapsed
     if error is None and rejected and kind == "completed":
         error = f"{rejected} rows rejected (see 'craftsync status')"
-    client.publish(CHANNEL, json.dumps({
+    client.publish(channel(client), json.dumps({
         "type": kind, "run_id": import_id, "entity": entity, "direction": "import",
         "done": done, "total": total, "pushed": int(tally.get("created", 0)), "pulled": 0,
         "conflicts": int(tally.get("conflict", 0)), "rejected": rejected, "rate": round(rate, 1),

@@ -77,7 +77,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from server.records import data_fields
 from worker.engine import PAGE_SIZE, SyncEngine, SyncOptions
-from worker.events import CHANNEL
+from worker.events import channel
 from worker.queue import request_sync
 from worker.remote import RemoteClient, RemoteSettings
 from worker.store import LocalStore, connect
@@ -412,16 +412,15 @@ def claimed_redis_db(forced: int | None = None) -> Iterator[RedisDB]:
 
 
 class EventLog:
-    """Every event on ``craftsync:events`` with the monotonic time it arrived.
+    """Every event on the events channel of the workers' Redis database, with the monotonic
+    time it arrived (events are also matched by run id)."""
 
-    Pub/sub channels are server-wide, not per database: events are matched by run id."""
-
-    def __init__(self) -> None:
-        self.client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    def __init__(self, db: int) -> None:
+        self.client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
         self.events: list[tuple[float, dict[str, Any]]] = []
         self._changed = threading.Condition()
         self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(CHANNEL)
+        self._pubsub.subscribe(channel(self.client))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="events", daemon=True)
         self._thread.start()
@@ -992,7 +991,7 @@ def run(args: argparse.Namespace) -> Results:
 
         central = stack.enter_context(central_server("main", database_url("main"), workdir))
         rdb = stack.enter_context(claimed_redis_db(args.redis_db))
-        events = EventLog()
+        events = EventLog(rdb.number)
         stack.callback(events.close)
         log(f"server {central.url} (pid {central.service.pid}), Redis db {rdb.number}, {results.database}")
         bench_pull(results, args, central, events, rdb, workdir)
