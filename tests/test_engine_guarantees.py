@@ -428,3 +428,24 @@ def test_store_can_be_opened_by_several_connections_at_once(tmp_path: Path) -> N
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert len(store.conn.execute("SELECT * FROM customers").fetchall()) == 2
     store.close()
+
+
+# -- §7 progress ------------------------------------------------------------------------------
+
+
+def test_pull_progress_counts_every_record_up_to_the_total(tmp_path: Path, app: Flask) -> None:
+    # Given 1,200 customers on the server and a new device pulling in pages of 500
+    a = Device(tmp_path / "a.db", app)
+    a.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) "
+          "INSERT INTO customers (name) SELECT 'c' || i FROM n")
+    a.sync("customers")
+    b = Device(tmp_path / "b.db", app)
+    # When it pulls
+    b.engine.sync("customers", SyncOptions(direction="pull", page_size=500))
+    # Then the progress events count up page by page to the total announced by the first page
+    progress = [(e["done"], e["total"]) for e in b.events if e["type"] == "progress"]
+    assert progress == [(500, 1200), (1000, 1200), (1200, 1200)]
+    (done,) = [e for e in b.events if e["type"] == "completed"]
+    assert (done["done"], done["total"], done["pulled"]) == (1200, 1200, 1200)
+    a.close()
+    b.close()

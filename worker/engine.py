@@ -22,13 +22,14 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
 from server.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
 from worker.errors import SyncError
 from worker.merge import Policy, merge
-from worker.remote import RemoteClient
+from worker.remote import Page, RemoteClient
 from worker.store import LocalStore, loads
 
 Direction = Literal["push", "pull", "both"]
@@ -128,29 +129,36 @@ class SyncEngine:
     # -- pull --------------------------------------------------------------------------
 
     def _pull(self, entity: str, options: SyncOptions, run: RunResult) -> None:
-        cursor = self.store.cursor(entity)
-        first = True
-        while True:
-            page = self.remote.pull(entity, since=cursor, limit=options.page_size, count=first)
-            if first:
-                run.total += page.remaining or len(page.records)
-                first = False
-            with self.store.engine_writes() as conn:
-                run.pulled += self._apply_page(conn, entity, page.records, options.policy, run)
-                conn.execute(
-                    "INSERT INTO sync_cursors (entity, cursor, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-                    (entity, page.next_cursor, now_iso()),
-                )
-            # httpx keeps each response in a reference cycle: free the page now, not at the
-            # next full collection, so memory stays flat however many pages come.
-            del page.records[:]
-            gc.collect()
-            run.done += len(page.records)
-            cursor = page.next_cursor
-            self._emit("progress", run)
-            if not page.has_more:
-                return
+        def fetch(cursor: str, count: bool = False) -> Page:
+            return self.remote.pull(entity, since=cursor, limit=options.page_size, count=count)
+
+        # The next page is fetched while this one is written: the network and the server's
+        # work overlap the local writes. Only a written page moves the stored cursor.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{entity}") as prefetch:
+            coming = prefetch.submit(fetch, self.store.cursor(entity), True)
+            first = True
+            while True:
+                page = coming.result()
+                if first:
+                    run.total += page.remaining or len(page.records)
+                    first = False
+                if page.has_more:
+                    coming = prefetch.submit(fetch, page.next_cursor)
+                with self.store.engine_writes() as conn:
+                    run.pulled += self._apply_page(conn, entity, page.records, options.policy, run)
+                    conn.execute(
+                        "INSERT INTO sync_cursors (entity, cursor, updated_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                        (entity, page.next_cursor, now_iso()),
+                    )
+                run.done += len(page.records)
+                # httpx keeps each response in a reference cycle: free the page now, not at
+                # the next full collection, so memory stays flat however many pages come.
+                del page.records[:]
+                gc.collect()
+                self._emit("progress", run)
+                if not page.has_more:
+                    return
 
     def _apply_page(
         self, conn: sqlite3.Connection, entity: str, records: list[dict[str, Any]], policy: Policy, run: RunResult

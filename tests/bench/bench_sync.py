@@ -916,6 +916,8 @@ def bench_incremental(results: Results, args: argparse.Namespace, big: Central, 
     small = stack.enter_context(central_server("small", database_url("small"), workdir))
     small.seed(results.incr_small, seed=7)
     rdb_small = stack.enter_context(claimed_redis_db())
+    events_small = EventLog(rdb_small.number)  # each Redis database has its own events channel
+    stack.callback(events_small.close)
     locals_: dict[str, Path] = {}
     for label, central, rows in (("small", small, results.incr_small), ("big", big, results.incr_big)):
         path = new_local(workdir / f"incremental-{label}.db")
@@ -945,7 +947,7 @@ def bench_incremental(results: Results, args: argparse.Namespace, big: Central, 
                 "UPDATE customers SET notes = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
                 (f"Called back about order #{edit}.", record_id),
             )
-        run = workers[label].sync(events, "both", timeout=600)
+        run = workers[label].sync(events_small if label == "small" else events, "both", timeout=600)
         if run.event.get("pushed") != INCREMENTAL_EDITS:
             raise RuntimeError(f"incremental {label}: pushed {run.event.get('pushed')}, expected {INCREMENTAL_EDITS}")
         return run
