@@ -88,6 +88,15 @@ class RunResult:
         return data
 
 
+@dataclass
+class _Prepared:
+    """One batch ready to send: what goes out, what fails validation, what needs no push."""
+
+    outgoing: list[tuple[sqlite3.Row, dict[str, Any]]] = field(default_factory=list)
+    invalid: list[tuple[sqlite3.Row, str]] = field(default_factory=list)
+    forget: list[sqlite3.Row] = field(default_factory=list)
+
+
 class SyncEngine:
     """Runs syncs of the local store against one remote API."""
 
@@ -284,41 +293,49 @@ class SyncEngine:
     def _push(self, entity: str, options: SyncOptions, run: RunResult) -> None:
         run.total += self.store.pending_count(entity)
         for _ in range(MAX_PUSH_PASSES):
-            merged_again = 0
-            after = 0
-            while batch := self.store.pending(entity, after=after, limit=options.batch_size):
-                after = batch[-1]["id"]
-                merged_again += self._push_batch(entity, batch, options.policy, run)
-                self._emit("progress", run)
-            if not merged_again:
+            if not self._push_pass(entity, options, run):
                 return
 
-    def _push_batch(self, entity: str, batch: list[sqlite3.Row], policy: Policy, run: RunResult) -> int:
-        """Send one batch and apply the answers; returns how many records need another pass."""
-        outgoing: list[tuple[sqlite3.Row, dict[str, Any]]] = []
-        invalid: list[tuple[sqlite3.Row, str]] = []
-        forget: list[sqlite3.Row] = []
+    def _push_pass(self, entity: str, options: SyncOptions, run: RunResult) -> int:
+        """Push every pending record once; returns how many need another pass (merged after a
+        conflict). While the server works on one batch, the next is read and validated."""
+        merged_again = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"push-{entity}") as sender:
+            batch = self.store.pending(entity, after=0, limit=options.batch_size)
+            prepared = self._prepare(entity, batch)
+            while batch:
+                outgoing = prepared.outgoing
+                answer = sender.submit(self.remote.push, entity, [record for _, record in outgoing]) if outgoing else None
+                following = self.store.pending(entity, after=batch[-1]["id"], limit=options.batch_size)
+                upcoming = self._prepare(entity, following)
+                results = answer.result() if answer else []
+                with self.store.engine_writes() as conn:
+                    conn.executemany("DELETE FROM sync_metadata WHERE id = ? AND local_version = ?",
+                                     [(meta["id"], meta["local_version"]) for meta in prepared.forget])
+                    for meta, reason in prepared.invalid:
+                        self._reject(conn, meta, reason, run)
+                    merged_again += self._apply_results(conn, entity, outgoing, results, options.policy, run)
+                run.done += len(batch)
+                self._emit("progress", run)
+                batch, prepared = following, upcoming
+        return merged_again
+
+    def _prepare(self, entity: str, batch: list[sqlite3.Row]) -> _Prepared:
+        """Read and validate one batch of pending records (no writes)."""
+        prepared = _Prepared()
         rows = self.store.rows(entity, [meta["record_id"] for meta in batch])
         for meta in batch:
             if meta["deleted_data"] is not None and meta["remote_version"] is None:
-                forget.append(meta)  # created and hard-deleted before it ever reached the server
+                prepared.forget.append(meta)  # created and hard-deleted before it ever reached the server
                 continue
             plain = {name: _as_text(value) for name, value in _local_raw(meta, rows.get(meta["record_id"])).items()}
             try:
                 local, _ = validate(entity, plain)
             except InvalidRecord as exc:
-                invalid.append((meta, str(exc)))
+                prepared.invalid.append((meta, str(exc)))
                 continue
-            outgoing.append((meta, {**local, "base_version": meta["remote_version"]}))
-        results = self.remote.push(entity, [record for _, record in outgoing]) if outgoing else []
-        with self.store.engine_writes() as conn:
-            conn.executemany("DELETE FROM sync_metadata WHERE id = ? AND local_version = ?",
-                             [(meta["id"], meta["local_version"]) for meta in forget])
-            for meta, reason in invalid:
-                self._reject(conn, meta, reason, run)
-            again = self._apply_results(conn, entity, outgoing, results, policy, run)
-        run.done += len(batch)
-        return again
+            prepared.outgoing.append((meta, {**local, "base_version": meta["remote_version"]}))
+        return prepared
 
     def _apply_results(
         self, conn: sqlite3.Connection, entity: str, outgoing: list[tuple[sqlite3.Row, dict[str, Any]]],
