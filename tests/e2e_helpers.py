@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -29,24 +29,27 @@ from typing import Any, Final
 import httpx
 import psutil
 import pytest
-import redis
 from playwright.sync_api import Error as PlaywrightError
 
+from tests import process_helpers
 from tests.api_helpers import new_id
 from tests.conftest import service_missing
+from tests.process_helpers import (
+    Service,
+    kill_pids,
+    living,
+    start_server,
+    stop_group,
+    tail,
+)
 from tests.worker_helpers import (
-    CLAIM_KEY,
-    CLAIM_TTL_S,
     CRAFTSYNC,
-    REDIS_DBS,
-    REDIS_HOST,
-    REDIS_PORT,
     ROOT,
     RedisDB,
-    _in_use_by_workers,
+    ServerReads,
     clean_env,
     free_port,
-    server_live_http,
+    own_redis_db,
     wait_until,
 )
 
@@ -98,33 +101,16 @@ def write_preferences(home: Path, **prefs: Any) -> None:
     (home / "settings.json").write_text(json.dumps(prefs))
 
 
-@contextmanager
-def another_redis_db() -> Iterator[RedisDB]:
+def another_redis_db() -> AbstractContextManager[RedisDB]:
     """One more Redis database of the test's own on the same server, claimed as
     ``tests.worker_helpers.redis_db`` claims its one (for tests of two desktops)."""
-    token = new_id()
-    for number in REDIS_DBS:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
-        if client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S):
-            if not _in_use_by_workers(client):
-                break
-            client.delete(CLAIM_KEY)
-        client.close()
-    else:
-        pytest.fail(f"every Redis database {REDIS_DBS.start}..{REDIS_DBS.stop - 1} is taken by other tests")
-    client.flushdb()
-    client.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
-    try:
-        yield RedisDB(number, f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}", client)
-    finally:
-        client.flushdb()
-        client.close()
+    return own_redis_db()
 
 
 # -- the remote API --------------------------------------------------------------------------
 
 
-class RemoteServer:
+class RemoteServer(ServerReads):
     """``craftsync server`` on a fixed loopback port, with a SQLite central database that
     survives a stop, so that it can be stopped and started again on the same port and data."""
 
@@ -136,34 +122,21 @@ class RemoteServer:
         self.home.mkdir(parents=True, exist_ok=True)
         self.database = tmp / f"{name}.db"
         self.log = tmp / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.service: Service | None = None
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def start(self, *, timeout: float = 30) -> RemoteServer:
         env = clean_env(self.home, DATABASE_URL=f"sqlite:///{self.database}", API_KEYS=self.key,
                         RATE_LIMIT="1000000/minute")
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([*CRAFTSYNC, "server", "--host", "127.0.0.1", "--port", str(self.port)],
-                                         env=env, cwd=self.home, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"the server exited with {self.proc.returncode}:\n{tail(self.log)}")
-            try:
-                return self.http.get("/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, timeout=timeout, interval=0.1, what="the server's /api/health")
+        self.service = start_server(env, port=self.port, log=self.log, cwd=self.home, timeout=timeout,
+                                    fail=pytest.fail)
         return self
 
     def stop(self) -> None:
-        if self.proc is None:
+        if self.service is None:
             return
-        stop_group(self.proc, timeout=10)
-        self.proc = None
+        self.service.stop(timeout=10)
+        self.service = None
 
     def close(self) -> None:
         self.stop()
@@ -186,14 +159,6 @@ class RemoteServer:
             assert statuses == {"created"}, statuses
             ids.extend(r["id"] for r in records)
         return ids
-
-    def get(self, entity: str, record_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/{entity}/{record_id}")
-        assert response.status_code == 200, response.text[:500]
-        return dict(response.json())
-
-    def live(self, entity: str) -> dict[str, dict[str, Any]]:
-        return server_live_http(self.http, entity)
 
 
 # -- craftsync run ---------------------------------------------------------------------------
@@ -292,65 +257,6 @@ class DesktopRun:
         return self.returncode
 
 
-def stop_group(proc: subprocess.Popen[Any], *, timeout: float) -> None:
-    """SIGTERM a process started with ``start_new_session``, then SIGKILL its group and children."""
-    try:
-        family = {proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))}
-    except psutil.NoSuchProcess:
-        family = {proc.pid}
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    kill_pids(family)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def living(pids: set[int], *, grace: float = 0.0) -> list[int]:
-    """Which of ``pids`` are alive (zombies count as gone), after up to ``grace`` s for them to go."""
-    deadline = time.monotonic() + grace
-    while True:
-        alive = []
-        for pid in sorted(pids):
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.1)
-
-
-def kill_pids(pids: set[int]) -> None:
-    """SIGKILL every process of ``pids`` that is still alive (pids checked by psutil identity)."""
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            if process.status() != psutil.STATUS_ZOMBIE:
-                process.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 # -- the local database ----------------------------------------------------------------------
 
 
@@ -416,16 +322,14 @@ class UiPage:
 
     def wait_for(self, predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
         """Poll ``predicate`` (browser reads are cheap); fail with the page's state after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def holds() -> Any:
             value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; {self.describe()}")
-            if not self.run.alive():
+            if not value and not self.run.alive():
                 pytest.fail(f"'craftsync run' exited while waiting for {what}:\n{self.run.output()[-3000:]}")
-            time.sleep(interval)
+            return value
+
+        return process_helpers.wait_until(holds, timeout=timeout, interval=interval, what=what,
+                                          fail=lambda message: pytest.fail(f"{message}; {self.describe()}"))
 
     def state(self) -> str:
         return str(self.page.get_attribute("#status-indicator", "data-state"))

@@ -17,6 +17,7 @@ pytest.register_assert_rewrite("tests.worker_helpers")  # before the import: its
 from tests.worker_helpers import (  # noqa: E402
     Device,
     EventLog,
+    Service,
     assert_identical,
     queue_broker,
     wait_until,
@@ -43,6 +44,17 @@ def ended(run_id: str) -> Any:
 
 def of_run(log: EventLog, run_id: str) -> list[dict[str, Any]]:
     return log.of({run_id})
+
+
+def push_under_way(device: Device, events: EventLog) -> tuple[Service, str]:
+    """A worker and the push of 20,000 customers (inserted by the host app) it has begun: the
+    worker and the run id, once the run's first progress event has arrived."""
+    device.db.insert_customers(20_000)
+    worker = device.start_worker()
+    run_id = request(device, ["customers"], direction="push")
+    events.wait_for(lambda e: e["run_id"] == run_id and e["type"] == "progress" and e["done"] > 0,
+                    timeout=RUN_TIMEOUT_S, what="the push to be under way")
+    return worker, run_id
 
 
 def test_push_publishes_started_progress_completed_with_growing_counts(device: Device, events: EventLog) -> None:
@@ -132,11 +144,7 @@ def test_sync_all_runs_customers_then_quotes_then_orders_so_references_resolve(
 
 def test_killed_workers_entity_lock_lapses_within_its_ttl(device: Device, events: EventLog) -> None:
     # Given a worker in the middle of a large push
-    device.db.insert_customers(20_000)
-    doomed = device.start_worker()
-    crashed = request(device, ["customers"], direction="push")
-    events.wait_for(lambda e: e["run_id"] == crashed and e["type"] == "progress" and e["done"] > 0,
-                    timeout=RUN_TIMEOUT_S, what="the push to be under way")
+    doomed, crashed = push_under_way(device, events)
     # When the worker is SIGKILLed (its lock is not released) and a new worker starts
     doomed.kill()
     killed_at = time.monotonic()
@@ -171,11 +179,7 @@ def held_by_a_worker(device: Device, run_id: str) -> bool:
 def test_request_waiting_behind_a_killed_run_is_not_stranded(device: Device, events: EventLog) -> None:
     # Given a worker in the middle of a large push, and a second request waiting for it, whose
     # message the worker holds (it retries it while the entity is busy)
-    device.db.insert_customers(20_000)
-    doomed = device.start_worker()
-    crashed = request(device, ["customers"], direction="push")
-    events.wait_for(lambda e: e["run_id"] == crashed and e["type"] == "progress" and e["done"] > 0,
-                    timeout=RUN_TIMEOUT_S, what="the push to be under way")
+    doomed, _ = push_under_way(device, events)
     waiting = request(device, ["customers"], direction="push")
     wait_until(lambda: held_by_a_worker(device, waiting), timeout=10, interval=0.01,
                what="the worker to hold the waiting run's message")

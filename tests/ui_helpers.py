@@ -10,7 +10,6 @@ address), so that the Host check sees what the window would send.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from shell.preferences import PreferenceStore
 from shell.scheduler import ConnectionMonitor
 from shell.ui_server import UiContext, create_ui_app
 from tests.api_helpers import API_KEY
+from tests.process_helpers import free_port  # noqa: F401  (imported from here)
 from worker.queue import ordered, queue_name, request_sync
 from worker.remote import RemoteSettings
 from worker.store import LocalStore
@@ -47,12 +47,6 @@ WEB_FILES: Final = {
     "js/app.js": "export const ready = true;\n",
     "css/app.css": "body { margin: 0; }\n",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:

@@ -8,17 +8,13 @@ leaves nothing running. Every wait has a timeout.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -28,75 +24,47 @@ import pytest
 import redis
 
 from server.records import data_fields
+from tests import process_helpers
 from tests.api_helpers import API_KEY, new_id
 from tests.conftest import service_missing
+from tests.process_helpers import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, free_port: imported from here)
+    CLAIM_KEY,
+    CLAIM_TTL_S,
+    CRAFTSYNC,
+    ROOT,
+    RedisDB,
+    Service,
+    claim_redis_db,
+    clean_env,
+    free_port,
+    start_server,
+)
 from worker.engine import SyncEngine
-from worker.events import channel
 from worker.store import LocalStore
 
-ROOT: Final = Path(__file__).resolve().parents[1]
-#: The console script when the project is installed in .venv, else the module.
-CRAFTSYNC: Final = (
-    [str(ROOT / ".venv" / "bin" / "craftsync")]
-    if (ROOT / ".venv" / "bin" / "craftsync").exists()
-    else [sys.executable, "-m", "shell.cli"]
-)
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_TEST_REDIS_PORT", "6379"))
 #: Databases these tests may take; 0 is left to people, 15 to conftest.REDIS_TEST_URL.
 REDIS_DBS: Final = range(1, 15)
-#: A test holds its database this long at most, in case it dies without teardown.
-CLAIM_TTL_S: Final = 900
-CLAIM_KEY: Final = "craftsync-test:claim"
-#: A dramatiq heartbeat younger than this means another worker uses that database.
-LIVE_HEARTBEAT_MS: Final = 60_000
-#: Environment variables that must not leak from the developer's shell into the processes.
-_OWN_VARIABLES: Final = ("REDIS_URL", "REMOTE_API_URL", "REMOTE_API_KEY", "CRAFTSYNC_DB", "CRAFTSYNC_WORKERS",
-                         "CRAFTSYNC_CA_BUNDLE", "CRAFTSYNC_HOME", "DATABASE_URL", "API_KEYS", "RATE_LIMIT")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def clean_env(home: Path, **variables: str) -> dict[str, str]:
-    """The environment for a child process: ours without CraftSync's settings, plus ``variables``.
-
-    ``CRAFTSYNC_HOME`` points at ``home`` so that no running ``craftsync run`` is found."""
-    env = {k: v for k, v in os.environ.items() if k not in _OWN_VARIABLES}
-    env.update(CRAFTSYNC_HOME=str(home), PYTHONUNBUFFERED="1", **variables)
-    return env
+    return process_helpers.wait_until(predicate, timeout=timeout, interval=interval, what=what, fail=pytest.fail)
 
 
 # -- Redis ---------------------------------------------------------------------------------
 
 
-@dataclass
-class RedisDB:
-    """One Redis database number that this test owns (flushed at start and at the end)."""
-
-    number: int
-    url: str
-    client: redis.Redis
-
-
-def _in_use_by_workers(client: redis.Redis) -> bool:
-    newest: list[tuple[bytes, float]] = client.zrevrange("dramatiq:__heartbeats__", 0, 0, withscores=True)  # type: ignore[assignment]
-    return bool(newest) and time.time() * 1000 - newest[0][1] < LIVE_HEARTBEAT_MS
+@contextmanager
+def own_redis_db() -> Iterator[RedisDB]:
+    """One Redis database of the test's own on the test Redis server, claimed and flushed,
+    flushed again at the end; the test fails when every one is taken."""
+    db = claim_redis_db(REDIS_HOST, REDIS_PORT, REDIS_DBS, fail=pytest.fail)
+    try:
+        yield db
+    finally:
+        db.release()
 
 
 @pytest.fixture
@@ -110,23 +78,8 @@ def redis_db() -> Iterator[RedisDB]:
         service_missing(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}")
     finally:
         probe.close()
-    token = new_id()
-    for number in REDIS_DBS:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
-        if client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S):
-            if not _in_use_by_workers(client):
-                break
-            client.delete(CLAIM_KEY)
-        client.close()
-    else:
-        pytest.fail(f"every Redis database {REDIS_DBS.start}..{REDIS_DBS.stop - 1} is taken by other tests")
-    client.flushdb()
-    client.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
-    try:
-        yield RedisDB(number, f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}", client)
-    finally:
-        client.flushdb()
-        client.close()
+    with own_redis_db() as db:
+        yield db
 
 
 @pytest.fixture
@@ -160,52 +113,12 @@ def private_redis(tmp_path: Path) -> Iterator[RedisDB]:
         service.kill()
 
 
-class EventLog:
-    """Every event on ``craftsync:events`` from subscription on, collected by a thread.
-
-    Pub/sub channels are server-wide (not per database): filter by run id or entity."""
+class EventLog(process_helpers.EventLog):
+    """Every event on the events channel of the test's Redis database from subscription on,
+    collected by a thread; a wait that times out fails the test. Filter by run id or entity."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._changed = threading.Condition()
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(channel(client))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="event-log", daemon=True)
-        self._thread.start()
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            message = self._pubsub.get_message(timeout=0.2)
-            if message is None or message["type"] != "message":
-                continue
-            with self._changed:
-                self.events.append(json.loads(message["data"]))
-                self._changed.notify_all()
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float, what: str) -> dict[str, Any]:
-        """The first event (seen so far or arriving) for which ``predicate`` holds."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._changed:
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last events: {self.events[-3:]}")
-                self._changed.wait(left)
-
-    def of(self, run_ids: set[str]) -> list[dict[str, Any]]:
-        with self._changed:
-            return [e for e in self.events if e.get("run_id") in run_ids]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._pubsub.close()
+        super().__init__(client, fail=pytest.fail)
 
 
 @pytest.fixture
@@ -218,51 +131,23 @@ def events(redis_db: RedisDB) -> Iterator[EventLog]:
 # -- processes -----------------------------------------------------------------------------
 
 
-class Service:
-    """A child process in its own session, its output in a log file."""
+class ServerReads:
+    """Reads of a reference server over HTTP, through ``http`` (an authorised client on its API root)."""
 
-    def __init__(self, argv: list[str], *, env: dict[str, str], log: Path, cwd: Path) -> None:
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+    http: httpx.Client
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def get(self, entity: str, record_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/{entity}/{record_id}")
+        assert response.status_code == 200, response.text[:500]
+        return dict(response.json())
 
-    def kill(self) -> None:
-        """SIGKILL the process and every child of it, as a crash or a power cut would."""
-        self._signal_group(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL whatever is left of the group."""
-        self._signal_group(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._signal_group(signal.SIGKILL)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+    def live(self, entity: str) -> dict[str, dict[str, Any]]:
+        """Live records on the server, keyed by id, without versions (the whole change feed)."""
+        return server_live_http(self.http, entity)
 
 
 @dataclass
-class Central:
+class Central(ServerReads):
     """The reference server, run as ``craftsync server`` on a free loopback port."""
 
     url: str  # ends in /api
@@ -281,15 +166,6 @@ class Central:
             assert response.status_code == 200, response.text[:500]
             results.extend(response.json()["results"])
         return results
-
-    def get(self, entity: str, record_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/{entity}/{record_id}")
-        assert response.status_code == 200, response.text[:500]
-        return dict(response.json())
-
-    def live(self, entity: str) -> dict[str, dict[str, Any]]:
-        """Live records on the server, keyed by id, without versions (the whole change feed)."""
-        return server_live_http(self.http, entity)
 
 
 def server_live_http(http: httpx.Client, entity: str) -> dict[str, dict[str, Any]]:
@@ -319,20 +195,9 @@ def central(tmp_path: Path) -> Iterator[Central]:
     home.mkdir()
     env = clean_env(home, DATABASE_URL=f"sqlite:///{tmp_path / 'central.db'}", API_KEYS=API_KEY,
                     RATE_LIMIT="1000000/minute")
-    service = Service([*CRAFTSYNC, "server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                      log=tmp_path / "server.log", cwd=home)
+    service = start_server(env, port=port, log=tmp_path / "server.log", cwd=home, timeout=30, fail=pytest.fail)
     server = Central(f"http://127.0.0.1:{port}/api", API_KEY, service)
-
-    def healthy() -> bool:
-        if not service.alive():
-            pytest.fail(f"the server exited:\n{service.tail()}")
-        try:
-            return server.http.get("/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(healthy, timeout=30, interval=0.1, what="the server's /api/health")
         yield server
     finally:
         server.http.close()

@@ -27,98 +27,42 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import random
-import secrets
-import shutil
-import socket
+import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: make the project importable
+    sys.path.insert(0, str(ROOT))
+
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.bench_common import (
+    API_KEY,
+    add_output_arguments,
+    cpu_note,
+    cpu_seconds,
+    make_customers,
+    postgres_database,
+    section_head,
+    verdict,
+    write_doc,
+)
+from tests.process_helpers import Service, clean_env, free_port, start_server
+
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Server (issue 2)"
-INTRO = (
-    "# Benchmarks\n\n"
-    "How the figures here are produced: each benchmark is a script under `tests/bench/` that "
-    "serves the real code over real HTTP on this machine and measures throughput or latency "
-    "with the wall clock. Absolute numbers depend on the machine, so every claim is a ratio "
-    "against a baseline measured in the same run, on the same server and database (for example "
-    "batched push against one request per record, or a late page against the first page), and "
-    "each section names the command that produced it so that it can be re-run.\n"
-)
-
-API_KEY = "bench-" + secrets.token_hex(8)
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CRAFTSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 #: Targets of issue 2.
 TARGET_PUSH_RATIO = 30.0
 TARGET_PAGE_RATIO = 1.5
-
-
-# --------------------------------------------------------------------------- records
-
-
-FIRST = "Ann Ben Carla Dev Emma Farid Grace Hugo Ines Jamal Kira Liam Mona Nils Olga Pavel Quinn Rosa Sami Tara".split()
-LAST = "Archer Baker Carver Dyer Fletcher Glazer Hooper Joiner Mason Potter Sawyer Smith Thatcher Turner Weaver".split()
-STREETS = "Maple Oak Birch Cedar Elm Willow Mill Church Station Bridge".split()
-KINDS = "Street Road Lane Avenue Way".split()
-CITIES = [
-    ("Portland", "OR", "US"), ("Burlington", "VT", "US"), ("Asheville", "NC", "US"), ("Madison", "WI", "US"),
-    ("Boulder", "CO", "US"), ("Santa Fe", "NM", "US"), ("Halifax", "NS", "CA"), ("Victoria", "BC", "CA"),
-]
-TRADES = "Woodworks,Joinery,Pottery Studio,Leather Goods,Glassworks,Textiles,Metalcraft,Furniture Co.".split(",")
-NOTES = [
-    "Prefers email. Repeat customer.",
-    "Wants a quote for a dining table.",
-    "Net 30. Invoice the office.",
-    "Met at the county craft fair.",
-]
-
-
-def new_id() -> str:
-    """A time-ordered 128-bit id: milliseconds since the epoch, then 80 random bits, as hex."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
-
-
-def make_customer(rng: random.Random, when: datetime) -> dict[str, Any]:
-    first, last = rng.choice(FIRST), rng.choice(LAST)
-    city, state, country = rng.choice(CITIES)
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-    return {
-        "id": new_id(),
-        "name": f"{first} {last}",
-        "company": f"{last} {rng.choice(TRADES)}",
-        "email": f"{first.lower()}.{last.lower()}{rng.randrange(1000)}@example.com",
-        "phone": f"+1 {rng.randrange(200, 999)}-{rng.randrange(200, 999)}-{rng.randrange(10000):04d}",
-        "address": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)} {rng.choice(KINDS)}",
-        "city": city,
-        "state": state,
-        "zip": f"{rng.randrange(10000, 99999)}",
-        "country": country,
-        "notes": rng.choice(NOTES),
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-
-
-def make_customers(count: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    return [make_customer(rng, start + timedelta(seconds=37 * i, milliseconds=i % 1000)) for i in range(count)]
 
 
 def encode(body: Any) -> bytes:
@@ -128,72 +72,26 @@ def encode(body: Any) -> bytes:
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process (Linux only; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Server:
     url: str
-    process: subprocess.Popen[bytes]
-    log: Path
+    service: Service
 
     def cpu(self) -> float | None:
-        return cpu_seconds(self.process.pid)
+        return cpu_seconds(self.service.pid)
 
 
 @contextmanager
 def running_server(database_url: str, workdir: Path) -> Iterator[Server]:
     """``craftsync server`` in a subprocess on a free port, until the block ends."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "API_KEYS": API_KEY,
-        "RATE_LIMIT": "1000000/minute",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("REDIS_URL", None)  # rate-limit counters in memory: one server process
-    executable = shutil.which("craftsync", path=str(Path(sys.executable).parent)) or "craftsync"
-    log = workdir / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [executable, "server", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    # No REDIS_URL (clean_env drops it): rate-limit counters in memory, one server process.
+    env = clean_env(workdir, DATABASE_URL=database_url, API_KEYS=API_KEY, RATE_LIMIT="1000000/minute")
+    service = start_server(env, port=port, log=workdir / "server.log", cwd=workdir, timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{server.url}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer within 60 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield server
+        yield Server(f"http://127.0.0.1:{port}", service)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        service.stop(timeout=15)
 
 
 @contextmanager
@@ -201,23 +99,10 @@ def database(backend: str, workdir: Path) -> Iterator[tuple[str, str]]:
     """A fresh central database for ``backend``: its URL and a description."""
     if backend == "sqlite":
         path = workdir / "central.db"
-        yield f"sqlite:///{path}", f"SQLite {__import__('sqlite3').sqlite_version}, file in a temp dir (WAL)"
+        yield f"sqlite:///{path}", f"SQLite {sqlite3.sqlite_version}, file in a temp dir (WAL)"
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"craftsync_bench_{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        version = conn.execute(text("SHOW server_version")).scalar_one()
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        yield url, f"PostgreSQL {version.split()[0]} on 127.0.0.1, fresh database {name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with postgres_database("craftsync_bench_") as (url, name, version):
+        yield url, f"PostgreSQL {version} on 127.0.0.1, fresh database {name}"
 
 
 # --------------------------------------------------------------------------- measurements
@@ -293,7 +178,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> Result:
         workdir = Path(tmp)
         with database(backend, workdir) as (url, description), running_server(url, workdir) as server:
             result = Result(backend, description, args.records, args.batch, args.naive, args.page)
-            log(f"[{backend}] {description}; server pid {server.process.pid} at {server.url}")
+            log(f"[{backend}] {description}; server pid {server.service.pid} at {server.url}")
             headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
             result.load_before = load_average()
             with httpx.Client(base_url=f"{server.url}/api", headers=headers, timeout=600) as client:
@@ -305,7 +190,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> Result:
 
 
 def measure_push(client: httpx.Client, server: Server, result: Result, args: argparse.Namespace) -> None:
-    records = make_customers(args.records, seed=1)
+    records = list(make_customers(args.records, seed=1))
     result.record_bytes = statistics.fmean(len(encode(r)) for r in records[:1000])
     bodies = [encode({"records": records[i : i + args.batch]}) for i in range(0, len(records), args.batch)]
     del records
@@ -388,14 +273,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def verdict(met: bool) -> str:
-    return "met" if met else "**missed**"
-
-
-def cpu_note(cpu: float | None, seconds: float) -> str:
-    return "n/a" if cpu is None else f"{cpu:.1f} s ({cpu / seconds:.0%} of a core)"
-
-
 def ms_pair(times: list[float]) -> str:
     return f"{statistics.median(times) * 1000:.1f} / {max(times) * 1000:.0f} ms" if times else "n/a"
 
@@ -444,31 +321,10 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def machine_note() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; client and server share the machine")
-
-
 def section(results: list[Result], args: argparse.Namespace, command: str) -> str:
     r0 = results[0]
     lines = [
-        SECTION,
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        f"- Machine: {machine_note()}.",
+        *section_head(SECTION, command, "; client and server share the machine"),
         "- Server: `craftsync server` (waitress, 8 threads) in its own process on a free loopback port; "
         "client: one `httpx.Client` (keep-alive) in the benchmark process. Request bodies are encoded "
         "before the clock starts.",
@@ -494,25 +350,8 @@ def section(results: list[Result], args: argparse.Namespace, command: str) -> st
             f"{verdict(r.page_ratio <= TARGET_PAGE_RATIO)})."
         )
     if args.notes:
-        lines += ["", Path(args.notes).read_text().strip()]
+        lines += ["", args.notes.read_text().strip()]
     return "\n".join(lines) + "\n"
-
-
-def write_doc(path: Path, text: str) -> None:
-    """Replace the server section of the benchmarks doc, or create the doc with it."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(INTRO + "\n" + text)
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        body = "".join(lines).rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        body = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(body)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -524,10 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", type=int, default=1000, help="pull page size (default 1000)")
     parser.add_argument("--late-at", type=int, default=99_000, help="record after which the late page starts")
     parser.add_argument("--repeat", type=int, default=5, help="fetches of the first and the late page (median)")
-    parser.add_argument("--doc", type=Path, default=DOC, help="benchmarks doc to update (default docs/BENCHMARKS.md)")
-    parser.add_argument("--no-doc", action="store_true", help="print the results only")
-    parser.add_argument("--notes", help="a Markdown file whose text is appended to the doc section")
-    parser.add_argument("--json", type=Path, help="also write the raw results here as JSON")
+    add_output_arguments(parser, DOC)
     args = parser.parse_args(argv)
     if args.late_at >= args.records + args.naive:
         parser.error("--late-at must be below the number of records")
@@ -543,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             while flag in given and given.index(flag) + 1 < len(given):
                 del given[given.index(flag) : given.index(flag) + 2]
         command = ".venv/bin/python tests/bench/bench_server.py " + " ".join(given)
-        write_doc(args.doc, section(results, args, command.strip()))
+        write_doc(args.doc, SECTION, section(results, args, command.strip()))
         log(f"wrote the '{SECTION}' section of {args.doc}")
     return 0
 

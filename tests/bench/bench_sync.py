@@ -46,12 +46,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -62,7 +59,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,33 +68,41 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 
 import httpx
 import psutil
-import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from server.records import data_fields
+from tests.bench.bench_common import (
+    API_KEY,
+    add_output_arguments,
+    cpu_note,
+    cpu_seconds,
+    customer_fields,
+    make_customers,
+    postgres_database,
+    section_head,
+    verdict,
+    write_doc,
+)
+from tests.process_helpers import (
+    CRAFTSYNC,
+    CRAFTSYNC_SCRIPT,
+    EventLog,
+    RedisDB,
+    Service,
+    claim_redis_db,
+    clean_env,
+    free_port,
+    start_server,
+    wait_until,
+)
 from worker.engine import PAGE_SIZE, SyncEngine, SyncOptions
-from worker.events import channel
 from worker.queue import request_sync
 from worker.remote import RemoteClient, RemoteSettings
 from worker.store import LocalStore, connect
 
 DOC: Final = ROOT / "docs" / "BENCHMARKS.md"
 SECTION: Final = "## Sync engine (issue 3)"
-INTRO: Final = (
-    "# Benchmarks\n\n"
-    "How the figures here are produced: each benchmark is a script under `tests/bench/` that "
-    "serves the real code over real HTTP on this machine and measures throughput or latency "
-    "with the wall clock. Absolute numbers depend on the machine, so every claim is a ratio "
-    "against a baseline measured in the same run, on the same server and database (for example "
-    "batched push against one request per record, or a late page against the first page), and "
-    "each section names the command that produced it so that it can be re-run.\n"
-)
 
-API_KEY: Final = "bench-" + secrets.token_hex(8)
-POSTGRES_ADMIN_URL: Final = os.environ.get(
-    "CRAFTSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-CRAFTSYNC: Final = str(ROOT / ".venv" / "bin" / "craftsync")
 ENTITY: Final = "customers"
 FIELDS: Final = data_fields(ENTITY)
 HOST_FIELDS: Final = ("name", "company", "email", "phone", "address", "city", "state", "zip", "country", "notes")
@@ -106,14 +110,10 @@ MIB: Final = 1024 * 1024
 
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_BENCH_REDIS_HOST", "127.0.0.1")
 REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_BENCH_REDIS_PORT", "6379"))
-#: Claimed the way tests/worker_helpers.py claims them, so that a concurrent test run and
-#: this benchmark never share a database; searched from the top, where tests look last.
+#: Claimed as tests/worker_helpers.py claims them (tests.process_helpers.claim_redis_db), so
+#: that a concurrent test run and this benchmark never share a database; searched from the
+#: top, where tests look last.
 REDIS_DBS: Final = range(14, 0, -1)
-CLAIM_KEY: Final = "craftsync-test:claim"
-CLAIM_TTL_S: Final = 900
-#: Environment variables of ours that must not leak from the caller's shell into children.
-OWN_VARIABLES: Final = ("REDIS_URL", "REMOTE_API_URL", "REMOTE_API_KEY", "CRAFTSYNC_DB", "CRAFTSYNC_WORKERS",
-                        "CRAFTSYNC_CA_BUNDLE", "CRAFTSYNC_HOME", "DATABASE_URL", "API_KEYS", "RATE_LIMIT")
 
 #: Targets of issue 3.
 TARGET_PULL_RATIO: Final = 0.8
@@ -128,139 +128,12 @@ COUCHDB_RSS_MIB: Final = 190.0
 COUCHDB_AIM: Final = 10.0
 #: Host-app edits per incremental sync.
 INCREMENTAL_EDITS: Final = 10
+#: What shares the machine, for the doc's machine note.
+MACHINE_SHARED: Final = f", SQLite {sqlite3.sqlite_version}; server, worker, Redis and this script share the machine"
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- records
-
-
-FIRST = ["Ann", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jamal", "Kira", "Liam", "Mona", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sami", "Tara"]
-LAST = ["Archer", "Baker", "Carver", "Dyer", "Fletcher", "Glazer", "Hooper", "Joiner", "Mason", "Potter", "Sawyer", "Smith", "Thatcher", "Turner", "Weaver"]
-STREETS = ["Maple", "Oak", "Birch", "Cedar", "Elm", "Willow", "Mill", "Church", "Station", "Bridge"]
-KINDS = ["Street", "Road", "Lane", "Avenue", "Way"]
-CITIES = [
-    ("Portland", "OR", "US"), ("Burlington", "VT", "US"), ("Asheville", "NC", "US"), ("Madison", "WI", "US"),
-    ("Boulder", "CO", "US"), ("Santa Fe", "NM", "US"), ("Halifax", "NS", "CA"), ("Victoria", "BC", "CA"),
-]
-TRADES = ["Woodworks", "Joinery", "Pottery Studio", "Leather Goods", "Glassworks", "Textiles", "Metalcraft", "Furniture Co."]
-NOTES = [
-    "Prefers email. Repeat customer.",
-    "Wants a quote for a dining table.",
-    "Net 30. Invoice the office.",
-    "Met at the county craft fair.",
-]
-
-
-def new_id() -> str:
-    """A time-ordered 128-bit id: milliseconds since the epoch, then 80 random bits, as hex."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
-
-
-def customer_fields(rng: random.Random) -> dict[str, str]:
-    """The fields a person fills in for a customer (every one of them)."""
-    first, last = rng.choice(FIRST), rng.choice(LAST)
-    city, state, country = rng.choice(CITIES)
-    return {
-        "name": f"{first} {last}",
-        "company": f"{last} {rng.choice(TRADES)}",
-        "email": f"{first.lower()}.{last.lower()}{rng.randrange(1000)}@example.com",
-        "phone": f"+1 {rng.randrange(200, 999)}-{rng.randrange(200, 999)}-{rng.randrange(10000):04d}",
-        "address": f"{rng.randrange(1, 9999)} {rng.choice(STREETS)} {rng.choice(KINDS)}",
-        "city": city,
-        "state": state,
-        "zip": f"{rng.randrange(10000, 99999)}",
-        "country": country,
-        "notes": rng.choice(NOTES),
-    }
-
-
-def make_customers(count: int, seed: int) -> Iterator[dict[str, Any]]:
-    """Customers as another device would push them: ids and times set."""
-    rng = random.Random(seed)
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    for i in range(count):
-        when = start + timedelta(seconds=37 * i, milliseconds=i % 1000)
-        stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-        yield {"id": new_id(), **customer_fields(rng), "created_at": stamp, "updated_at": stamp}
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def child_env(home: Path, **variables: str) -> dict[str, str]:
-    """Our environment without CraftSync's settings, plus ``variables``; no runtime file is found."""
-    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
-    env.update(CRAFTSYNC_HOME=str(home), PYTHONUNBUFFERED="1", **variables)
-    return env
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return None
-    return times.user + times.system
-
-
-class Service:
-    """A child process in a session (process group) of its own, its output in a log file."""
-
-    def __init__(self, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> None:
-        self.log_path = log_path
-        cwd.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM to the group this process leads, then SIGKILL whatever is left of it."""
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            try:  # the leader is gone; make sure its children are too
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- server
@@ -306,7 +179,7 @@ class Central:
 
     def close(self) -> None:
         self.http.close()
-        self.service.stop()
+        self.service.stop(timeout=20)
 
 
 @contextmanager
@@ -315,42 +188,19 @@ def central_database(backend: str, workdir: Path, name: str) -> Iterator[tuple[s
     if backend == "sqlite":
         yield f"sqlite:///{workdir / f'central-{name}.db'}", f"SQLite {sqlite3.sqlite_version}, a file in a temp dir"
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    database = f"craftsync_bench_sync_{secrets.token_hex(5)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        version = conn.execute(text("SHOW server_version")).scalar_one()
-        conn.execute(text(f"CREATE DATABASE {database}"))
-    try:
-        url = make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
-        yield url, f"PostgreSQL {version.split()[0]} on 127.0.0.1, a fresh database"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        admin.dispose()
+    with postgres_database("craftsync_bench_sync_") as (url, _, version):
+        yield url, f"PostgreSQL {version} on 127.0.0.1, a fresh database"
 
 
 @contextmanager
 def central_server(name: str, database_url: str, workdir: Path) -> Iterator[Central]:
     port = free_port()
     home = workdir / f"server-{name}"
-    env = child_env(home, DATABASE_URL=database_url, API_KEYS=API_KEY, RATE_LIMIT="100000000/minute")
-    service = Service([CRAFTSYNC, "server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                      log_path=workdir / f"server-{name}.log", cwd=home)
+    env = clean_env(home, DATABASE_URL=database_url, API_KEYS=API_KEY, RATE_LIMIT="100000000/minute")
+    service = start_server(env, port=port, log=workdir / f"server-{name}.log", cwd=home, timeout=60,
+                           name=f"the {name} server")
     central = Central(name, f"http://127.0.0.1:{port}/api", service)
-
-    def healthy() -> bool:
-        if not service.alive():
-            raise RuntimeError(f"the {name} server exited:\n{service.tail()}")
-        try:
-            return central.http.get("/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(healthy, timeout=60, what=f"the {name} server's /api/health")
         yield central
     finally:
         central.close()
@@ -359,92 +209,28 @@ def central_server(name: str, database_url: str, workdir: Path) -> Iterator[Cent
 # --------------------------------------------------------------------------- Redis and events
 
 
-@dataclass
-class RedisDB:
-    number: int
-    url: str
-    client: redis.Redis
-    token: str
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def keep_claim(self) -> None:
-        """Renew the claim while the benchmark runs (it may outlast CLAIM_TTL_S)."""
-        def renew() -> None:
-            while not self._stop.wait(60):
-                self.client.set(CLAIM_KEY, self.token, ex=CLAIM_TTL_S)
-
-        threading.Thread(target=renew, name=f"claim-db{self.number}", daemon=True).start()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self.client.get(CLAIM_KEY) == self.token.encode():
-            self.client.flushdb()
-        self.client.close()
-
-
-def _workers_on(client: redis.Redis) -> bool:
-    newest = client.zrevrange("dramatiq:__heartbeats__", 0, 0, withscores=True)
-    return bool(newest) and time.time() * 1000 - newest[0][1] < 60_000
-
-
 @contextmanager
 def claimed_redis_db(forced: int | None = None) -> Iterator[RedisDB]:
-    """A Redis database number of our own (claimed, flushed), released and flushed at the end."""
-    token = new_id()
-    numbers = [forced] if forced is not None else list(REDIS_DBS)
-    for number in numbers:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
-        if client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S) and not _workers_on(client):
-            break
-        if client.get(CLAIM_KEY) == token.encode():
-            client.delete(CLAIM_KEY)
-        client.close()
-    else:
-        raise RuntimeError(f"no free Redis database among {numbers} (claimed by tests or another benchmark)")
-    client.flushdb()
-    client.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
-    db = RedisDB(number, f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}", client, token)
+    """A Redis database number of our own (claimed, flushed, the claim renewed while the
+    benchmark runs), released and flushed at the end if the claim is still ours."""
+    db = claim_redis_db(REDIS_HOST, REDIS_PORT, [forced] if forced is not None else REDIS_DBS)
     db.keep_claim()
     try:
         yield db
     finally:
-        db.release()
+        db.release(only_if_claimed=True)
 
 
-class EventLog:
+class RunEvents(EventLog):
     """Every event on the events channel of the workers' Redis database, with the monotonic
     time it arrived (events are also matched by run id)."""
-
-    def __init__(self, db: int) -> None:
-        self.client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self._changed = threading.Condition()
-        self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(channel(self.client))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="events", daemon=True)
-        self._thread.start()
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            message = self._pubsub.get_message(timeout=0.2)
-            if message is None or message["type"] != "message":
-                continue
-            arrived = time.monotonic()
-            try:
-                event = json.loads(message["data"])
-            except ValueError:
-                continue
-            with self._changed:
-                self.events.append((arrived, event))
-                self._changed.notify_all()
 
     def wait_end(self, run_id: str, *, timeout: float, alive: Callable[[], bool]) -> tuple[float, float | None, dict[str, Any]]:
         """(arrival of the run's end event, arrival of its started event, the end event)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                mine = [(t, e) for t, e in self.events if e.get("run_id") == run_id]
+                mine = [(t, e) for t, e in zip(self.arrived, self.events, strict=True) if e.get("run_id") == run_id]
                 started = next((t for t, e in mine if e["type"] == "started"), None)
                 for arrived, event in mine:
                     if event["type"] in ("completed", "failed"):
@@ -455,12 +241,6 @@ class EventLog:
                 if left <= 0:
                     raise RuntimeError(f"run {run_id} did not end within {timeout:.0f} s; last: {mine[-2:]}")
                 self._changed.wait(min(left, 1.0))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._pubsub.close()
-        self.client.close()
 
 
 # --------------------------------------------------------------------------- workers and memory
@@ -546,13 +326,13 @@ class Worker:
         self.label = label
         self.db = db
         home = workdir / f"worker-{label}"
-        env = child_env(home, REDIS_URL=db.url, CRAFTSYNC_DB=str(local), REMOTE_API_URL=central.url,
+        env = clean_env(home, REDIS_URL=db.url, CRAFTSYNC_DB=str(local), REMOTE_API_URL=central.url,
                         REMOTE_API_KEY=API_KEY)
-        self.service = Service([CRAFTSYNC, "worker", "--processes", "1", "--threads", "2"], env=env,
-                               log_path=workdir / f"worker-{label}.log", cwd=home)
+        self.service = Service([*CRAFTSYNC, "worker", "--processes", "1", "--threads", "2"], env=env,
+                               log=workdir / f"worker-{label}.log", cwd=home)
         self.sampler = MemorySampler(self.service.pid)
         self.broker = RedisBroker(url=db.url)
-        wait_until(self._consuming, timeout=60, what=f"worker {label} to consume")
+        wait_until(self._consuming, timeout=60, interval=0.1, what=f"worker {label} to consume")
         time.sleep(0.5)  # let the processes settle before the idle reading
         self.idle = {p.pid: p.memory_info().rss for p in self.sampler.processes()}
         self.sampler.start()
@@ -570,7 +350,7 @@ class Worker:
     def cpu(self) -> float:
         return sum(cpu_seconds(pid) or 0.0 for pid in self.worker_pids())
 
-    def sync(self, events: EventLog, direction: str, *, timeout: float = 3600) -> Run:
+    def sync(self, events: RunEvents, direction: str, *, timeout: float = 3600) -> Run:
         cpu = self.cpu()
         started = time.monotonic()
         run_id = request_sync(self.broker, self.db.client, [ENTITY], direction=direction, policy="remote")
@@ -586,7 +366,7 @@ class Worker:
 
     def stop(self) -> None:
         self.sampler.stop()
-        self.service.stop()
+        self.service.stop(timeout=20)
         self.broker.close()
 
 
@@ -820,7 +600,7 @@ def verify_local(path: Path, rows: int, what: str) -> None:
         raise RuntimeError(f"{what}: local database holds {found} rows ({rows} expected), {unsynced} not synced")
 
 
-def measure_worker(results: Results, key: str, worker: Worker, events: EventLog, direction: str,
+def measure_worker(results: Results, key: str, worker: Worker, events: RunEvents, direction: str,
                    central: Central, profile: Path | None) -> Run:
     cpu = central.cpu()
     with profiled(worker, profile, key):
@@ -834,7 +614,7 @@ def measure_worker(results: Results, key: str, worker: Worker, events: EventLog,
     return run
 
 
-def bench_pull(results: Results, args: argparse.Namespace, central: Central, events: EventLog,
+def bench_pull(results: Results, args: argparse.Namespace, central: Central, events: RunEvents,
                rdb: RedisDB, workdir: Path) -> None:
     n, small = results.records, results.small
     central.seed(small, seed=1)
@@ -877,7 +657,7 @@ def bench_pull(results: Results, args: argparse.Namespace, central: Central, eve
     note_load(results, "after the pull")
 
 
-def bench_push(results: Results, args: argparse.Namespace, central: Central, events: EventLog,
+def bench_push(results: Results, args: argparse.Namespace, central: Central, events: RunEvents,
                rdb: RedisDB, workdir: Path) -> None:
     n, small = results.records, results.small
     for key, count, seed in (("push_small", small, 3), ("push", n, 4)):
@@ -906,7 +686,7 @@ def bench_push(results: Results, args: argparse.Namespace, central: Central, eve
     note_load(results, "after the push")
 
 
-def bench_incremental(results: Results, args: argparse.Namespace, big: Central, events: EventLog,
+def bench_incremental(results: Results, args: argparse.Namespace, big: Central, events: RunEvents,
                       rdb: RedisDB, stack: ExitStack, workdir: Path, database_url: Callable[[str], str]) -> None:
     log(f"3/4 incremental: filling a {results.incr_big:,}-row and a {results.incr_small:,}-row local database ...")
     have = big.count()
@@ -916,7 +696,7 @@ def bench_incremental(results: Results, args: argparse.Namespace, big: Central, 
     small = stack.enter_context(central_server("small", database_url("small"), workdir))
     small.seed(results.incr_small, seed=7)
     rdb_small = stack.enter_context(claimed_redis_db())
-    events_small = EventLog(rdb_small.number)  # each Redis database has its own events channel
+    events_small = RunEvents(rdb_small.client)  # each Redis database has its own events channel
     stack.callback(events_small.close)
     locals_: dict[str, Path] = {}
     for label, central, rows in (("small", small, results.incr_small), ("big", big, results.incr_big)):
@@ -993,7 +773,7 @@ def run(args: argparse.Namespace) -> Results:
 
         central = stack.enter_context(central_server("main", database_url("main"), workdir))
         rdb = stack.enter_context(claimed_redis_db(args.redis_db))
-        events = EventLog(rdb.number)
+        events = RunEvents(rdb.client)
         stack.callback(events.close)
         log(f"server {central.url} (pid {central.service.pid}), Redis db {rdb.number}, {results.database}")
         bench_pull(results, args, central, events, rdb, workdir)
@@ -1003,14 +783,6 @@ def run(args: argparse.Namespace) -> Results:
 
 
 # --------------------------------------------------------------------------- reporting
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "**missed**"
-
-
-def cpu_note(cpu: float | None, seconds: float) -> str:
-    return "n/a" if cpu is None else f"{cpu:.1f} s ({cpu / seconds:.0%} of a core)"
 
 
 def spread(times: list[float]) -> str:
@@ -1080,31 +852,9 @@ def table(r: Results) -> str:
     return "\n".join(lines)
 
 
-def machine_note() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; server, worker, "
-            "Redis and this script share the machine")
-
-
 def section(r: Results, command: str, notes: str | None) -> str:
     lines = [
-        SECTION,
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        f"- Machine: {machine_note()}.",
+        *section_head(SECTION, command, MACHINE_SHARED),
         (f"- Server: `craftsync server` (waitress) in its own process, central database {r.database}, "
         "`RATE_LIMIT=100000000/minute`, seeded by direct HTTP pushes of 5,000 records."),
         ("- Worker: `craftsync worker --processes 1 --threads 2`, started fresh for each measurement on a local "
@@ -1154,23 +904,6 @@ def section(r: Results, command: str, notes: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(path: Path, text: str) -> None:
-    """Replace this benchmark's section of the doc (read just now), or append it; the rest stays."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(INTRO + "\n" + text)
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        body = "".join(lines).rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        body = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(body)
-
-
 def raw_results(r: Results) -> dict[str, Any]:
     data = asdict(r)
     data["memory"] = {k: {"worker_peak_mib": m.worker_peak / MIB, "idle_mib": m.idle_peak / MIB,
@@ -1191,10 +924,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run; implies --no-doc")
     parser.add_argument("--redis-db", type=int, help="use this Redis database number (default: claim a free one)")
     parser.add_argument("--profile", type=Path, help="py-spy record the worker during the N pull and push into DIR")
-    parser.add_argument("--doc", type=Path, default=DOC, help="benchmarks doc to update (default docs/BENCHMARKS.md)")
-    parser.add_argument("--no-doc", action="store_true", help="print the results only")
-    parser.add_argument("--notes", type=Path, help="a Markdown file whose text is appended to the doc section")
-    parser.add_argument("--json", type=Path, help="also write the raw results here as JSON")
+    add_output_arguments(parser, DOC)
     args = parser.parse_args(argv)
     quick = args.quick
     args.records = args.records or (10_000 if quick else 100_000)
@@ -1204,8 +934,8 @@ def main(argv: list[str] | None = None) -> int:
     args.small = max(1, int(args.records * 0.3))
     if args.incr_rows < args.records * 2.3 + args.naive:
         parser.error("--incr-rows must be at least 2.3N + --naive (the main server already holds that many)")
-    if not Path(CRAFTSYNC).exists():
-        parser.error(f"{CRAFTSYNC} not found: install the project into .venv first")
+    if not CRAFTSYNC_SCRIPT.exists():
+        parser.error(f"{CRAFTSYNC_SCRIPT} not found: install the project into .venv first")
 
     results = run(args)
     text = table(results)
@@ -1215,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.no_doc or quick or args.profile):
         command = ".venv/bin/python tests/bench/bench_sync.py " + " ".join(argv if argv is not None else sys.argv[1:])
         notes = args.notes.read_text() if args.notes else None
-        write_doc(args.doc, section(results, command.strip(), notes))
+        write_doc(args.doc, SECTION, section(results, command.strip(), notes))
         log(f"wrote the '{SECTION}' section of {args.doc}")
     return 0
 
