@@ -219,8 +219,15 @@ class SyncEngine:
         local = self._local_view(conn, entity, meta)
         base = self._canon(entity, loads(meta["base_data"])) if meta["base_data"] else None
         if meta["sync_status"] == "conflict":
-            self._refresh_conflict(conn, entity, record_id, base, local, remote, version)
-            return True
+            if merge(base, local, remote, fields, "manual").conflicts:
+                self._refresh_conflict(conn, entity, record_id, base, local, remote, version)
+                return True
+            # The server now agrees with this device where they differed: nothing to decide.
+            conn.execute(
+                "UPDATE sync_conflicts SET resolved = 1, resolution = 'agreed', resolved_at = ? "
+                "WHERE entity = ? AND record_id = ? AND resolved = 0",
+                (now_iso(), entity, record_id),
+            )
         outcome = merge(base, local, remote, fields, policy)
         if outcome.conflicts:
             run.conflicts += 1
@@ -280,7 +287,7 @@ class SyncEngine:
         self, conn: sqlite3.Connection, entity: str, record_id: str, base: dict[str, Any] | None,
         local: dict[str, Any], remote: dict[str, Any], version: int,
     ) -> None:
-        """A newer server version of a record already in conflict replaces the old one there."""
+        """A newer server version of a record still in conflict replaces the old one there."""
         fields = merge(base, local, remote, data_fields(entity), "manual").conflicts
         conn.execute(
             "UPDATE sync_conflicts SET remote_data = ?, remote_version = ?, local_data = ?, fields = ? "
