@@ -204,6 +204,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
     settings.remote()  # fail now, in one line, rather than in every worker thread
     os.environ.update(settings.to_env())
+    # An idle worker polls Redis every 100 ms instead of every second (dramatiq reads this
+    # in each worker process), so that a sync request is picked up at once.
+    os.environ.setdefault("dramatiq_worker_timeout", "100")
     argv = ["worker.actors", "--processes", str(args.processes), "--threads", str(args.threads)]
     return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
 

@@ -26,7 +26,7 @@ from worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, record_chunk, record_fail
 from worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
 from worker.remote import RemoteClient
 from worker.settings import Settings
-from worker.store import LocalStore
+from worker.store import LocalStore, migrate
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,15 @@ dramatiq.set_broker(broker)
 _redis = redis.Redis.from_url(settings.redis_url)
 _publish = Publisher(_redis)
 _local = threading.local()
+# Create or upgrade the local schema once per process, not in each worker thread's first run.
+migrate(settings.database)
 
 
 def _engine() -> SyncEngine:
     """This thread's engine (its own SQLite connection and HTTP client)."""
     engine: SyncEngine | None = getattr(_local, "engine", None)
     if engine is None:
-        store = LocalStore(settings.database)
+        store = LocalStore(settings.database, migrate_schema=False)  # migrated at start-up, below
         engine = SyncEngine(store, RemoteClient(settings.remote()), progress=_publish)
         _local.engine = engine
     return engine
