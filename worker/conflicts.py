@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from server.records import InvalidRecord, data_fields, now_iso, validate
+from worker.engine import as_text
 from worker.errors import SyncError
 from worker.store import LocalStore, loads
 
@@ -93,7 +94,7 @@ def _current_local(store: LocalStore, conflict: Conflict) -> dict[str, Any]:
         f"SELECT {', '.join(fields)} FROM {conflict.entity} WHERE id = ?", (conflict.record_id,)
     ).fetchone()
     if row is not None:
-        return {name: _as_text(row[name]) for name in fields}
+        return {name: as_text(row[name]) for name in fields}
     meta = store.conn.execute(
         "SELECT deleted_data, changed_at FROM sync_metadata WHERE entity = ? AND record_id = ?",
         (conflict.entity, conflict.record_id),
@@ -101,13 +102,6 @@ def _current_local(store: LocalStore, conflict: Conflict) -> dict[str, Any]:
     gone = (loads(meta["deleted_data"]) if meta else None) or dict(conflict.local or {})
     gone["deleted_at"] = gone.get("deleted_at") or (meta["changed_at"] if meta else now_iso())
     return gone
-
-
-def _as_text(value: Any) -> Any:
-    """Numbers the host app wrote into text columns, as text (see SyncEngine._canon)."""
-    if value is None or isinstance(value, str):
-        return value
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _store_choice(store: LocalStore, conflict: Conflict, chosen: dict[str, Any], use: str) -> None:

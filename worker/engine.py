@@ -335,7 +335,7 @@ class SyncEngine:
             if meta["deleted_data"] is not None and meta["remote_version"] is None:
                 prepared.forget.append(meta)  # created and hard-deleted before it ever reached the server
                 continue
-            plain = {name: _as_text(value) for name, value in _local_raw(meta, rows.get(meta["record_id"])).items()}
+            plain = {name: as_text(value) for name, value in _local_raw(meta, rows.get(meta["record_id"])).items()}
             try:
                 local, _ = validate(entity, plain)
             except InvalidRecord as exc:
@@ -454,7 +454,7 @@ class SyncEngine:
         values as they are; pushing it gets it quarantined with the reason.
         """
         fields = data_fields(entity)
-        plain = {name: _as_text(data.get(name)) for name in fields}
+        plain = {name: as_text(data.get(name)) for name in fields}
         try:
             canonical, _ = validate(entity, plain)
         except InvalidRecord:
@@ -538,7 +538,9 @@ def _local_raw(meta: sqlite3.Row, row: dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-def _as_text(value: Any) -> Any:
+def as_text(value: Any) -> Any:
+    """A value the host app wrote into a text column, as text: floats by their shortest repr
+    (what the user typed), other numbers as digits."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, float):
