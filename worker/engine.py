@@ -39,6 +39,8 @@ DIRECTIONS: Final = ("push", "pull", "both")
 #: than pages of 1,000 in the local store; the server accepts at most 5,000 per batch.
 PAGE_SIZE: Final = 5000
 BATCH_SIZE: Final = 2000
+#: Pages at least this big are freed at once after they are written (see ``_pull``).
+GC_PAGE_RECORDS: Final = 1000
 #: Push passes per run: a record merged after a push conflict is sent again in the next one.
 MAX_PUSH_PASSES: Final = 3
 #: Keep at least this many offline quote/order numbers; fetch a block of BLOCK_SIZE when lower.
@@ -161,10 +163,11 @@ class SyncEngine:
                         (entity, page.next_cursor, now_iso()),
                     )
                 run.done += len(page.records)
-                # httpx keeps each response in a reference cycle: free the page now, not at
+                # httpx keeps each response in a reference cycle: free a big page now, not at
                 # the next full collection, so memory stays flat however many pages come.
-                del page.records[:]
-                gc.collect()
+                if len(page.records) >= GC_PAGE_RECORDS:
+                    del page.records[:]
+                    gc.collect()
                 self._emit("progress", run)
                 if not page.has_more:
                     return

@@ -7,7 +7,7 @@ other side edits it is a conflict too (``deleted_at`` plus the edited fields), b
 merging would silently drop the edit.
 
 ``updated_at`` is never a conflict: every edit touches it, so the later of the two wins.
-When both sides deleted the record, that is agreement, whatever the two times say.
+When both sides deleted the record, that is agreement, whatever else differs.
 
 Policies settle conflicts: ``remote`` takes the server's values, ``local`` keeps this
 device's, ``manual`` leaves the decision to the user.
@@ -51,8 +51,8 @@ def merge(
     theirs = changed(base, remote, fields) - {"updated_at"}
     both_deleted = local.get("deleted_at") is not None and remote.get("deleted_at") is not None
     clashes = {name for name in ours & theirs if local.get(name) != remote.get(name)}
-    if both_deleted:
-        clashes.discard("deleted_at")
+    if both_deleted:  # gone on both sides: what else differs no longer matters
+        clashes.clear()
     conflicts = sorted(clashes | _edit_versus_delete(base, local, remote, ours, theirs))
     merged = {name: remote.get(name) for name in fields}
     if "updated_at" in fields:
