@@ -234,12 +234,6 @@ def validate(entity: str, raw: Any) -> tuple[dict[str, Any], int | None]:
     return data, model.base_version
 
 
-def canonical(entity: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A record in canonical form (every field present, canonical values), for comparing."""
-    data, _ = validate(entity, raw)
-    return data
-
-
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False)[:5]:

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +20,7 @@ from sqlalchemy.engine import make_url
 from server.records import ENTITIES
 from worker.conflicts import open_conflicts, resolve
 from worker.engine import SyncEngine, SyncOptions
-from worker.errors import RemoteError, SyncError
+from worker.errors import SyncError
 from worker.events import channel, follow
 from worker.imports import CHUNK_ROWS, queue_import, read_csv
 from worker.queue import ordered, request_sync
@@ -246,25 +245,14 @@ def _entity_status(store: LocalStore, entity: str) -> dict[str, Any]:
 
 
 def _connection(settings: Settings) -> dict[str, Any]:
+    """One health check of the remote API, as the app's connection monitor does it."""
+    from shell.scheduler import ConnectionMonitor
+
     try:
         remote_settings = settings.remote()
     except SyncError as exc:
         return {"state": "unconfigured", "detail": str(exc)}
-    from dataclasses import replace
-
-    quick = replace(remote_settings, max_attempts=1, timeout_s=5.0)
-    started = time.monotonic()
-    try:
-        with RemoteClient(quick) as remote:
-            remote.health()
-            skew = remote.clock_skew_s
-    except RemoteError as exc:
-        return {"state": "offline", "url": remote_settings.base_url, "detail": str(exc)}
-    result: dict[str, Any] = {"state": "online", "url": remote_settings.base_url,
-                              "latency_ms": round((time.monotonic() - started) * 1000)}
-    if skew is not None and abs(skew) > 120:
-        result["detail"] = f"warning: the server clock differs from this one by {skew:.0f} s"
-    return result
+    return {**ConnectionMonitor(lambda: remote_settings).check(), "url": remote_settings.base_url}
 
 
 def cmd_conflicts(args: argparse.Namespace, settings: Settings) -> int:

@@ -107,12 +107,6 @@ class LocalStore:
         row = self.conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_state(self, key: str, value: str) -> None:
-        self.conn.execute(
-            "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
     @property
     def device_id(self) -> str:
         value = self.state("device_id")
