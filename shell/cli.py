@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from dotenv import load_dotenv
 
 from server.records import ENTITIES
+from shell.preferences import PreferenceStore
 from shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
 from worker.engine import DIRECTIONS
 from worker.errors import SyncError
 from worker.merge import POLICIES
-from worker.settings import Settings
+from worker.settings import Settings, data_dir
 
 
 def _port(value: str) -> int:
@@ -106,42 +107,55 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(str(exc)) from exc
 
 
+def with_saved_remote(settings: Settings) -> Settings:
+    """Fill in the remote URL and key saved in the app's settings where neither the
+    environment nor a running ``craftsync run`` names them."""
+    store = PreferenceStore(data_dir())
+    url = settings.remote_url or store.load().remote_url
+    key = settings.remote_key or (store.api_key() if url else None)
+    return settings.with_overrides(remote_url=url, remote_key=key)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="craftsync", description="Offline-first sync for Craft Tools Hub.")
-    parser.add_argument("--db", help="local SQLite file (default: CRAFTSYNC_DB or the user data dir)")
+    # --db goes before or after the command name: `craftsync --db X status` = `craftsync status --db X`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help="local SQLite file (default: CRAFTSYNC_DB or the user data dir)")
+    parser = argparse.ArgumentParser(prog="craftsync", description="Offline-first sync for Craft Tools Hub.",
+                                     parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sync = commands.add_parser("sync", help="sync entities (none named = all, in dependency order)")
+    sync = commands.add_parser("sync", parents=[common], help="sync entities (none named = all, in dependency order)")
     sync.add_argument("entities", nargs="*", type=_entity, metavar="ENTITY", help=f"one or more of {', '.join(ENTITIES)}")
-    sync.add_argument("--direction", choices=DIRECTIONS, default="both")
-    sync.add_argument("--conflicts", choices=POLICIES, default="remote", help="conflict policy (default remote)")
+    sync.add_argument("--direction", choices=DIRECTIONS, help="default: the direction saved in the app's settings (both)")
+    sync.add_argument("--conflicts", choices=POLICIES,
+                      help="conflict policy (default: the policy saved in the app's settings, remote)")
     mode = sync.add_mutually_exclusive_group()
     mode.add_argument("--wait", action="store_true", help="follow the run; exit 0 ok, 1 failed, 3 open conflicts")
     mode.add_argument("--inline", action="store_true", help="sync in this process, without broker or workers")
     sync.add_argument("--json", action="store_true", help="print one JSON summary")
     sync.set_defaults(handler=cmd_sync)
 
-    imports = commands.add_parser("import", help="bulk import a CSV file; any number of workers push it")
+    imports = commands.add_parser("import", parents=[common], help="bulk import a CSV file; any number of workers push it")
     imports.add_argument("entity", type=_entity, metavar="ENTITY", help=f"one of {', '.join(ENTITIES)}")
     imports.add_argument("file", metavar="FILE.csv", help="UTF-8 CSV with a header row of field names")
     imports.add_argument("--wait", action="store_true", help="follow the import until it ends")
     imports.set_defaults(handler=cmd_import)
 
-    worker = commands.add_parser("worker", help="run dramatiq workers for all sync queues")
+    worker = commands.add_parser("worker", parents=[common], help="run dramatiq workers for all sync queues")
     worker.add_argument("--processes", type=_count, default=1)
     worker.add_argument("--threads", type=_count, default=4)
     worker.set_defaults(handler=cmd_worker)
 
-    status = commands.add_parser("status", help="connection, last runs, pending changes, conflicts")
+    status = commands.add_parser("status", parents=[common], help="connection, last runs, pending changes, conflicts")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
 
-    conflicts = commands.add_parser("conflicts", help="list or settle conflicts")
+    conflicts = commands.add_parser("conflicts", parents=[common], help="list or settle conflicts")
     conflicts.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
     conflicts.add_argument("id", nargs="?", type=int, help="conflict id (for resolve)")
     conflicts.add_argument("--use", choices=["local", "remote", "merged"])
@@ -149,17 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     conflicts.add_argument("--json", action="store_true")
     conflicts.set_defaults(handler=cmd_conflicts)
 
-    run = commands.add_parser("run", help="the desktop app: broker, demo server, workers, UI and window")
+    run = commands.add_parser("run", parents=[common], help="the desktop app: broker, demo server, workers, UI and window")
     run.add_argument("--browser", action="store_true", help="open the UI in the default browser, not a window")
     run.set_defaults(handler=cmd_run)
 
-    server = commands.add_parser("server", help="serve the reference remote API")
+    server = commands.add_parser("server", parents=[common], help="serve the reference remote API")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     server.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     server.add_argument("--demo", action="store_true", help="fill an empty database with demo records")
     server.set_defaults(handler=cmd_server)
 
-    broker = commands.add_parser("broker", help="run the embedded Redis-compatible broker in the foreground")
+    broker = commands.add_parser("broker", parents=[common], help="run the embedded Redis-compatible broker in the foreground")
     broker.add_argument("--port", type=_port, default=None)
     broker.set_defaults(handler=cmd_broker)
     return parser
@@ -171,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        settings = Settings.from_env()
-        if args.db:
+        settings = with_saved_remote(Settings.from_env())
+        if getattr(args, "db", None):
             settings = settings.with_overrides(database=Path(args.db))
         return handler(args, settings)
     except (UsageError, SyncError) as exc:

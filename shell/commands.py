@@ -18,6 +18,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from server.records import ENTITIES
+from shell.preferences import PreferenceStore
 from worker.conflicts import open_conflicts, resolve
 from worker.engine import SyncEngine, SyncOptions
 from worker.errors import SyncError
@@ -25,7 +26,7 @@ from worker.events import channel, follow
 from worker.imports import CHUNK_ROWS, queue_import, read_csv
 from worker.queue import ordered, request_sync
 from worker.remote import RemoteClient
-from worker.settings import Settings
+from worker.settings import Settings, data_dir
 from worker.store import LocalStore
 
 #: Exit codes of ``craftsync sync --wait`` / ``--inline`` (spec §3).
@@ -45,7 +46,9 @@ class UsageError(Exception):
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     entities = ordered(args.entities) if args.entities else list(ENTITIES)
-    options = SyncOptions(direction=args.direction, policy=args.conflicts)
+    saved = PreferenceStore(data_dir()).load()  # what the user chose in the app, unless a flag says otherwise
+    options = SyncOptions(direction=args.direction or saved.default_direction,
+                          policy=args.conflicts or saved.conflict_policy)
     if args.inline:
         results = _sync_inline(settings, entities, options, quiet=args.json)
     else:

@@ -18,6 +18,8 @@ import keyring.errors
 from keyring.backends import fail
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from worker.settings import ensure_dir
+
 #: Keyring service and user names under which the key is stored.
 KEYRING_SERVICE: Final = "craftsync"
 KEYRING_USER: Final = "remote-api-key"
@@ -26,6 +28,25 @@ KEYRING_USER: Final = "remote-api-key"
 class InvalidPreferences(ValueError):
     """Raised when settings from the UI do not validate; the message says which and why."""
 
+    def __init__(self, field: str, message: str, plain: str) -> None:
+        super().__init__(f"{field}: {message}")
+        #: The setting that was refused.
+        self.field = field
+        #: What to tell the user, next to that setting.
+        self.plain = plain
+
+
+#: What to tell the user when a setting is refused, by setting.
+_PLAIN: Final = {
+    "remote_url": "Enter the server's address, like https://sync.example.com/api.",
+    "api_key_url": "Enter the server's address, like https://sync.example.com/api.",
+    "auto_sync": "Tick the box, or leave it empty.",
+    "sync_on_launch": "Tick the box, or leave it empty.",
+    "interval_minutes": "Choose an interval from 5 minutes to 24 hours.",
+    "default_direction": "Choose a direction: both ways, push or pull.",
+    "conflict_policy": "Choose a conflict policy: server wins, this computer wins, or ask me.",
+}
+
 
 class Preferences(BaseModel):
     """Sync preferences (spec §8), validated whenever they change."""
@@ -33,13 +54,15 @@ class Preferences(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     remote_url: str | None = None
+    #: The address the saved API key was saved for; the key is sent to that address only.
+    api_key_url: str | None = None
     auto_sync: bool = True
     interval_minutes: int = Field(default=30, ge=5, le=24 * 60)
     sync_on_launch: bool = True
     default_direction: Literal["push", "pull", "both"] = "both"
     conflict_policy: Literal["remote", "local", "manual"] = "remote"
 
-    @field_validator("remote_url")
+    @field_validator("remote_url", "api_key_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -71,9 +94,11 @@ class PreferenceStore:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or "settings"
-            message = "is not a setting" if first["type"] == "extra_forbidden" else first["msg"]
-            raise InvalidPreferences(f"{field}: {message.removeprefix('Value error, ')}") from None
-        self.directory.mkdir(parents=True, exist_ok=True)
+            unknown = first["type"] == "extra_forbidden"
+            message = "is not a setting" if unknown else first["msg"].removeprefix("Value error, ")
+            plain = f"“{field}” is not a setting." if unknown else _PLAIN.get(field, f"Check the setting {field}.")
+            raise InvalidPreferences(field, message, plain) from None
+        ensure_dir(self.directory)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(prefs.model_dump_json(indent=2))
         tmp.replace(self.path)
@@ -105,7 +130,7 @@ class PreferenceStore:
                 return "keyring"
             except keyring.errors.KeyringError:
                 pass
-        self.directory.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.directory)
         fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(key)

@@ -1,7 +1,10 @@
 """Background duties of a desktop session: watching the connection and syncing on schedule.
 
-``ConnectionMonitor`` asks the remote API's health endpoint every ``CHECK_INTERVAL_S`` and
-keeps the latest finding (online / offline / unconfigured). ``Scheduler`` syncs everything
+``ConnectionMonitor`` asks the remote API every ``CHECK_INTERVAL_S`` whether it answers and
+whether it takes the API key (a one-record pull), and keeps the latest finding:
+``online``; ``offline`` (nothing answers, or the server is down for a while); ``refused``
+(the server answers but these settings will not work with it: a wrong key, an address
+that is no CraftSync API, a certificate that fails); ``unconfigured``. ``Scheduler`` syncs everything
 at launch (when the user wants that), every N minutes (auto-sync), and as soon as the
 connection comes back while local changes are waiting.
 """
@@ -76,12 +79,13 @@ class ConnectionMonitor:
             try:
                 with RemoteClient(quick) as client:
                     client.health()
+                    client.pull("customers", limit=1)  # proves the key, not just the address
                 found = {"state": "online", "detail": None}
                 skew = client.clock_skew_s
                 if skew is not None and abs(skew) > 120:
                     found["detail"] = f"The server clock differs from this computer's by {skew:.0f} s."
             except RemoteError as exc:
-                found = {"state": "offline", "detail": str(exc)}
+                found = {"state": "refused" if exc.needs_user else "offline", "detail": exc.plain}
         found["latency_ms"] = round((time.monotonic() - started) * 1000)
         found["checked_at"] = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         old = self._state["state"]
@@ -136,7 +140,7 @@ class Scheduler:
 
     def connection_changed(self, old: str, new: str) -> None:
         """For ``ConnectionMonitor.on_change``: push what waited while offline."""
-        if new == "online" and old == "offline" and self.pending() > 0:
+        if new == "online" and old in ("offline", "refused", "unconfigured") and self.pending() > 0:
             self._sync_all("reconnect")
 
     def _sync_all(self, reason: str) -> None:

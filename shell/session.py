@@ -29,13 +29,15 @@ from dramatiq.brokers.redis import RedisBroker
 
 from server.records import ENTITIES
 from shell.broker import EmbeddedBroker
+from server.records import now_iso
 from shell.preferences import PreferenceStore
+from shell.remote_choice import Demo, RemoteChoice, choose_remote
 from shell.scheduler import ConnectionMonitor, Scheduler
 from shell.ui_server import UiContext, create_ui_app
 from worker.errors import ConfigurationError
 from worker.queue import ordered, request_sync
 from worker.remote import RemoteSettings
-from worker.settings import Settings, data_dir, read_runtime, runtime_file
+from worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
 from worker.store import LocalStore
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,16 @@ class Session:
         self.secret = secrets.token_urlsafe(32)
         self.broker: EmbeddedBroker | None = None
         self.redis_url = settings.redis_url or ""
-        self.demo: tuple[subprocess.Popen[bytes], str, str] | None = None  # process, url, key
+        self.demo: Demo | None = None
+        self._demo_process: subprocess.Popen[bytes] | None = None
         self.workers: subprocess.Popen[bytes] | None = None
         self.ui_server: Any = None
         self.ui_url = ""
         self.monitor: ConnectionMonitor | None = None
         self.scheduler: Scheduler | None = None
         self._remote_in_use: RemoteSettings | None = None
+        #: Failed runs that ended before this time no longer make the status "Sync error".
+        self.errors_cleared_at = ""
         self._stopped = threading.Event()
 
     # -- start ----------------------------------------------------------------------------
@@ -77,6 +82,7 @@ class Session:
         if running:
             raise SessionError(f"CraftSync is already running (pid {running['pid']}); its UI is at {running.get('ui_url')}")
         try:
+            ensure_dir(data_dir())  # settings, the demo database and the runtime file live here
             LocalStore(self.settings.database).close()  # create or upgrade the schema once, here
             self._start_broker()
             self._start_remote()
@@ -101,31 +107,51 @@ class Session:
         self._dramatiq = RedisBroker(url=self.redis_url)
 
     def _start_remote(self) -> None:
-        if self.settings.remote_url or self.preferences.load().remote_url:
+        """Start the demo server when no remote address is configured (and none runs yet)."""
+        if self.settings.remote_url or self.preferences.load().remote_url or self.demo is not None:
             return
         port, key = _free_port(), secrets.token_urlsafe(24)
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{data_dir() / 'demo-central.db'}", "API_KEYS": key}
         env.pop("REDIS_URL", None)
         process = _spawn([sys.executable, "-m", "shell.cli", "server", "--demo", "--port", str(port)], env)
-        url = f"http://127.0.0.1:{port}/api"
-        self.demo = (process, url, key)
-        _wait_healthy(url, process)
+        self._demo_process = process
+        demo = Demo(url=f"http://127.0.0.1:{port}/api", key=key)
+        _wait_healthy(demo.url, process)
+        self.demo = demo
+
+    def choice(self) -> RemoteChoice:
+        """The remote address and key in force: the environment's, else the saved ones, else
+        the demo server's."""
+        return choose_remote(
+            env_url=self.settings.remote_url,
+            env_key=self.settings.remote_key,
+            prefs=self.preferences.load(),
+            saved_key=self.preferences.api_key(),
+            demo=self.demo,
+        )
 
     def remote(self) -> RemoteSettings | None:
-        """The remote API in force: REMOTE_API_URL, else the saved URL, else the demo server."""
-        prefs_url = self.preferences.load().remote_url
-        url = self.settings.remote_url or prefs_url or (self.demo[1] if self.demo else None)
-        if not url:
-            return None
-        key = self.settings.remote_key or self.preferences.api_key()
-        if not key and self.demo and url == self.demo[1]:
-            key = self.demo[2]
-        if not key:
+        """The remote API in force, or None when an address or a key is missing."""
+        choice = self.choice()
+        if not (choice.url and choice.key):
             return None
         try:
-            return RemoteSettings(base_url=url, api_key=key, verify=self.settings.ca_bundle or True)
+            return RemoteSettings(base_url=choice.url, api_key=choice.key, verify=self.settings.ca_bundle or True)
         except ConfigurationError:
             return None
+
+    def sync_blocker(self) -> str | None:
+        """Why a sync asked for now could not run, in one sentence with what to do; None if it can."""
+        choice = self.choice()
+        if not choice.url:
+            return "Sync is not set up yet: enter the server address and its API key in Settings."
+        if not choice.key:
+            return f"There is no API key for {choice.url}: enter it in Settings."
+        if self.remote() is None:
+            return f"The server address {choice.url} cannot be used: correct it in Settings."
+        if self.settings.workers and (self.workers is None or self.workers.poll() is not None):
+            return "The sync service is not running: close CraftSync and start it again."
+        return None
 
     def _start_workers(self) -> None:
         remote = self._remote_in_use = self.remote()
@@ -138,7 +164,13 @@ class Session:
         self.workers = _spawn(argv, env) if remote is not None else None
 
     def _settings_changed(self) -> None:
-        """Restart the workers only when what they use (the remote URL and key) changed."""
+        """Apply changed settings: a cleared address brings the demo server back; the workers
+        restart only when what they use (the remote URL and key) changed."""
+        self.errors_cleared_at = now_iso()  # an old "Sync error" is not about the new settings
+        try:
+            self._start_remote()
+        except SessionError as exc:
+            log.warning("the demo server could not start: %s", exc)
         if self.remote() != self._remote_in_use:
             self.restart_workers()
 
@@ -166,6 +198,9 @@ class Session:
             connection=lambda: self.monitor.state if self.monitor else {"state": "unknown"},
             request_sync=self.request,
             on_settings_changed=self._settings_changed,
+            choice=self.choice,
+            sync_blocker=self.sync_blocker,
+            errors_cleared_at=lambda: self.errors_cleared_at,
         )
         app = create_ui_app(ctx)
         self.ui_server = waitress.create_server(app, host="127.0.0.1", port=0, threads=UI_THREADS, send_bytes=1)
@@ -176,8 +211,14 @@ class Session:
 
     def _start_background(self) -> None:
         self.scheduler = Scheduler(self.preferences, self.request, self._pending)
-        self.monitor = ConnectionMonitor(self.remote, on_change=self.scheduler.connection_changed).start()
+        self.monitor = ConnectionMonitor(self.remote, on_change=self._connection_changed).start()
         self.scheduler.start(at_launch=True)
+
+    def _connection_changed(self, old: str, new: str) -> None:
+        if new == "online" and old != "unknown":  # back, or fixed: earlier failures are history
+            self.errors_cleared_at = now_iso()
+        if self.scheduler is not None:
+            self.scheduler.connection_changed(old, new)
 
     def _pending(self) -> int:
         with LocalStore(self.settings.database, migrate_schema=False) as store:
@@ -216,7 +257,7 @@ class Session:
                 part.stop()
         if self.ui_server is not None:
             _close_server(self.ui_server, self._ui_thread)
-        for process in (self.workers, self.demo[0] if self.demo else None):
+        for process in (self.workers, self._demo_process):
             if process is not None:
                 _stop_tree(process)
         if self.broker is not None:

@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 from server.records import ENTITIES
 from shell import records_api
 from shell.preferences import InvalidPreferences, PreferenceStore, masked
+from shell.remote_choice import RemoteChoice
 from worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
 from worker.errors import SyncError
 from worker.events import channel
@@ -60,6 +61,12 @@ class UiContext:
     request_sync: Callable[[list[str], str, str], str]
     #: Called after settings change, so that the session can apply them.
     on_settings_changed: Callable[[], None] = lambda: None
+    #: The remote address and key in force and where each came from.
+    choice: Callable[[], RemoteChoice] = RemoteChoice
+    #: Why a sync cannot run now (one sentence with what to do), or None when it can.
+    sync_blocker: Callable[[], str | None] = lambda: None
+    #: Runs that failed before this ISO time no longer make the status "error".
+    errors_cleared_at: Callable[[], str] = lambda: ""
     port: int = 0
 
 
@@ -96,6 +103,7 @@ def _close_store(_exc: BaseException | None) -> None:
 
 
 def error(status: int, code: str, message: str) -> Response:
+    """A JSON refusal: a code for programs, one sentence for people."""
     response = jsonify(error=code, message=message)
     response.status_code = status
     return response
@@ -197,9 +205,11 @@ def status() -> Response:
         "SELECT entity, record_id, reason FROM sync_metadata WHERE sync_status = 'rejected' ORDER BY id LIMIT 50"
     ).fetchall()
     connection = ctx.connection()
+    failed_lately = (last_sync is not None and last_sync["status"] == "failed"
+                     and (last_sync["finished_at"] or "") > ctx.errors_cleared_at())
     if syncing:
         state = "syncing"
-    elif last_sync is not None and last_sync["status"] == "failed" and connection["state"] == "online":
+    elif connection["state"] == "refused" or (failed_lately and connection["state"] == "online"):
         state = "error"
     else:
         state = "online" if connection["state"] == "online" else "offline"
@@ -214,7 +224,7 @@ def status() -> Response:
     )
 
 
-def sync() -> tuple[Response, int]:
+def sync() -> tuple[Response, int] | Response:
     body, prefs = _body(), _ctx().preferences.load()
     entities = body.get("entities") or []
     if not isinstance(entities, list) or any(e not in ENTITIES for e in entities):
@@ -225,6 +235,9 @@ def sync() -> tuple[Response, int]:
         abort(400, "direction must be push, pull or both.")
     if policy not in ("remote", "local", "manual"):
         abort(400, "policy must be remote, local or manual.")
+    blocker = _ctx().sync_blocker()
+    if blocker is not None:  # say at once why nothing would happen, rather than queue it
+        return error(409, "cannot_sync", blocker), 409
     chosen = [e for e in ENTITIES if e in entities] or list(ENTITIES)
     run_id = _ctx().request_sync(chosen, direction, policy)
     return jsonify(run_id=run_id, entities=chosen), 202
@@ -256,12 +269,17 @@ def events() -> Response:
 
 def _settings_view() -> dict[str, Any]:
     ctx = _ctx()
-    prefs = ctx.preferences.load()
-    remote = ctx.remote()
-    key = ctx.preferences.api_key() or (remote.api_key if remote else None)
-    view = prefs.model_dump()
-    view["remote_url"] = remote.base_url if remote else prefs.remote_url
-    view.update(remote_url_locked=ctx.remote_url_locked, api_key_set=bool(key), api_key_masked=masked(key))
+    prefs, choice = ctx.preferences.load(), ctx.choice()
+    view = prefs.model_dump(exclude={"api_key_url"})
+    view.update(
+        remote_url=choice.url or prefs.remote_url,
+        remote_source=choice.url_source,
+        remote_url_locked=ctx.remote_url_locked,
+        api_key_set=bool(choice.key),
+        api_key_masked=masked(choice.key),
+        api_key_source=choice.key_source,
+        api_key_saved=bool(ctx.preferences.api_key()),
+    )
     return view
 
 
@@ -269,27 +287,53 @@ def get_settings() -> Response:
     return jsonify(_settings_view())
 
 
+#: Fields of the settings answer that a form may echo back; they are not settings.
+_READ_ONLY_SETTINGS: Final = ("remote_url_locked", "remote_source", "api_key_set", "api_key_masked",
+                              "api_key_source", "api_key_saved")
+
+
 def put_settings() -> Response:
     body, ctx = _body(), _ctx()
     key = body.pop("api_key", None)
+    keep_key = body.pop("keep_key", False) is True
     if key is not None and (not isinstance(key, str) or len(key) > 500):
-        abort(400, "api_key must be a string.")
-    in_force = ctx.remote()
-    if "remote_url" in body and ctx.preferences.load().remote_url is None and in_force is not None:
-        if (body["remote_url"] or "").rstrip("/") == in_force.base_url:
-            del body["remote_url"]  # the form echoed the URL in force (the demo server): not a choice
+        return field_error("api_key", "The API key must be text of at most 500 characters.")
+    for name in (*_READ_ONLY_SETTINGS, "api_key_url"):
+        body.pop(name, None)
+    before = ctx.choice()
+    if "remote_url" in body:
+        body["remote_url"] = (body["remote_url"] or "").strip().rstrip("/") if isinstance(body["remote_url"], str) \
+            else body["remote_url"]
+        if body["remote_url"] == (before.url or "") and before.url_source != "saved":
+            del body["remote_url"]  # the form echoed the address in force (the demo server's): not a choice
     if "remote_url" in body and ctx.remote_url_locked:
-        abort(409, "The remote URL is set by REMOTE_API_URL and cannot be changed here.")
-    for name in ("remote_url_locked", "api_key_set", "api_key_masked"):
-        body.pop(name, None)  # read-only fields echoed back by a form
+        return field_error("remote_url", "The server address is set by REMOTE_API_URL; change it there.", 409)
+    new_url = body.get("remote_url") if "remote_url" in body else None
+    saved_key = ctx.preferences.api_key()
+    if new_url and new_url != before.url and not key and saved_key and not keep_key:
+        return field_error(
+            "api_key", f"Type the API key for {new_url}, or choose to use the saved key with it.", 409,
+            code="key_needed",
+        )
     try:
-        ctx.preferences.update(body)
+        prefs = ctx.preferences.update(body)
     except InvalidPreferences as exc:
-        abort(400, str(exc))
+        return field_error(exc.field, exc.plain)
+    url_now = ctx.choice().url
     if key is not None:
         ctx.preferences.set_api_key(key.strip())
+        ctx.preferences.update({"api_key_url": url_now if key.strip() else None})
+    elif keep_key and saved_key and prefs.remote_url:
+        ctx.preferences.update({"api_key_url": prefs.remote_url})
     ctx.on_settings_changed()
     return jsonify(_settings_view())
+
+
+def field_error(name: str, message: str, status: int = 400, *, code: str = "invalid") -> Response:
+    """A refusal of one settings field: the sentence goes next to that field in the form."""
+    response = jsonify(error=code, message=message, fields={name: message})
+    response.status_code = status
+    return response
 
 
 def test_connection() -> Response:
@@ -297,10 +341,14 @@ def test_connection() -> Response:
     if not isinstance(body, dict) or any(not isinstance(body.get(k, ""), str) for k in ("remote_url", "api_key")):
         abort(400, "Send {\"remote_url\", \"api_key\"} as strings, or nothing to test the saved settings.")
     current = _ctx().remote()
-    url = body.get("remote_url") or (current.base_url if current else None)
-    key = body.get("api_key") or (current.api_key if current else None)
-    if not url or not key:
-        return jsonify(ok=False, message="Set the remote URL and the API key first.", latency_ms=None)
+    url = (body.get("remote_url") or "").strip().rstrip("/") or (current.base_url if current else None)
+    key = body.get("api_key") or None
+    if key is None and current is not None and url == current.base_url:
+        key = current.api_key  # the saved key goes to the address it was saved for, and nowhere else
+    if not url:
+        return jsonify(ok=False, message="Enter the server address first.", latency_ms=None)
+    if not key:
+        return jsonify(ok=False, message=f"Type the API key for {url} to test it.", latency_ms=None)
     started = time.monotonic()
     try:
         settings = RemoteSettings(base_url=url.rstrip("/"), api_key=key, max_attempts=1, timeout_s=5.0)
@@ -311,7 +359,7 @@ def test_connection() -> Response:
             client.pull("customers", limit=1)  # proves the key too
             skew = client.clock_skew_s
     except SyncError as exc:  # unreachable, refused, or unusable settings
-        return jsonify(ok=False, message=str(exc), latency_ms=round((time.monotonic() - started) * 1000))
+        return jsonify(ok=False, message=exc.plain, latency_ms=round((time.monotonic() - started) * 1000))
     latency = round((time.monotonic() - started) * 1000)
     return jsonify(ok=True, message="Connected", server_time=health.get("server_time"), clock_skew_s=skew,
                    latency_ms=latency)

@@ -300,12 +300,31 @@ def test_monitor_without_a_remote_is_unconfigured() -> None:
     assert changes.seen == [("unknown", "unconfigured")]
 
 
-def test_monitor_with_a_wrong_key_is_still_online_for_health(central: Flask) -> None:
-    # The health endpoint needs no key: reachability is what the monitor reports
+def test_a_wrong_key_makes_the_connection_check_say_the_key_is_refused_not_online(central: Flask) -> None:
+    # Given a server that answers its health check to anyone, when the key is wrong
     with serve(central) as server:
         url = f"http://127.0.0.1:{server.effective_port}/api"
-        state = ConnectionMonitor(lambda: RemoteSettings(base_url=url, api_key="wrong")).check()
-    assert state["state"] == "online"
+        state = ConnectionMonitor(lambda: RemoteSettings(base_url=url, api_key="wrong-key-0123456789")).check()
+    # Then the check reports the key, in words, instead of "online"
+    assert state["state"] == "refused"
+    assert state["detail"] == f"The server at {url} refused the API key: enter the right key in Settings."
+
+
+def test_an_address_that_is_no_api_is_reported_with_a_hint_to_add_api(central: Flask) -> None:
+    # Given the server's root instead of its /api address
+    with serve(central) as server:
+        root = f"http://127.0.0.1:{server.effective_port}"
+        state = ConnectionMonitor(lambda: RemoteSettings(base_url=root, api_key="k" * 20)).check()
+    assert state["state"] == "refused"
+    assert state["detail"] == f"There is no CraftSync API at {root}: check the address; it usually ends in /api, e.g. {root}/api."
+
+
+def test_a_closed_port_is_offline_with_a_sentence_not_an_errno(central: Flask) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    state = ConnectionMonitor(lambda: RemoteSettings(base_url=url, api_key="k" * 20)).check()
+    assert state["state"] == "offline"
+    assert state["detail"] == f"Nothing answers at {url}: check the address and that the server is running."
+    assert "Errno" not in state["detail"]
 
 
 def test_monitor_thread_notices_when_asked_to_check_soon(central: Flask) -> None:

@@ -572,6 +572,9 @@ def test_settings_defaults(ui: Ui, page: Page) -> None:
         "remote_url_locked": False,
         "api_key_set": True,  # the bundled server's key
         "api_key_masked": "••••••" + API_KEY[-4:],
+        "remote_source": "demo",  # no address saved: the bundled server, with its own key
+        "api_key_source": "demo",
+        "api_key_saved": False,
         "auto_sync": True,
         "interval_minutes": 30,
         "sync_on_launch": True,

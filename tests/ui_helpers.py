@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from server.records import ENTITIES
 from shell.preferences import PreferenceStore
+from shell.remote_choice import Demo, RemoteChoice, choose_remote
 from shell.scheduler import ConnectionMonitor
 from shell.ui_server import UiContext, create_ui_app
 from tests.api_helpers import API_KEY
@@ -198,10 +199,15 @@ def make_ui(
     LocalStore(database).close()  # the session creates the schema before the UI starts
     prefs = PreferenceStore(prefs_dir or tmp_path / "prefs")
 
+    demo = Demo(url=central_url, key=API_KEY)
+
+    def choice() -> RemoteChoice:
+        return choose_remote(env_url=locked_url, env_key=None, prefs=prefs.load(), saved_key=prefs.api_key(),
+                             demo=demo)
+
     def remote() -> RemoteSettings | None:
-        url = locked_url or prefs.load().remote_url or central_url
-        key = prefs.api_key() or (API_KEY if url == central_url else None)
-        return RemoteSettings(base_url=url, api_key=key) if key else None
+        chosen = choice()
+        return RemoteSettings(base_url=chosen.url, api_key=chosen.key) if chosen.url and chosen.key else None
 
     client = redis.Redis.from_url(redis_url)
     broker = RedisBroker(url=redis_url)
@@ -222,6 +228,7 @@ def make_ui(
         remote_url_locked=locked_url is not None,
         connection=monitor.check,
         request_sync=request,
+        choice=choice,
         port=port,
     )
     app = create_ui_app(ctx)

@@ -13,7 +13,10 @@ meets the library, with ``raise X(...) from exc``, so callers catch only these::
     ├── LocalStoreError             the local SQLite database failed
     └── ConfigurationError          the settings are unusable
 
-Messages are one line, name the URL or file concerned, and never hold the API key.
+Messages are one line, name the URL or file concerned, and never hold the API key. Each
+error also carries ``plain``: the same failure in one sentence a shop owner reads, with what
+to do about it ("Nothing answers at ...: check the address"), for the window and the CLI;
+``str(exc)`` keeps the technical detail for logs.
 """
 
 from __future__ import annotations
@@ -22,20 +25,42 @@ from __future__ import annotations
 class SyncError(Exception):
     """Raised for any failure of a sync."""
 
+    def __init__(self, message: str = "", *, plain: str | None = None) -> None:
+        super().__init__(message)
+        #: The failure in one plain sentence for the user, saying what to do.
+        self.plain = plain or message
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickles with ``plain`` (keyword-only)
+        return (_rebuild, (type(self), self.__dict__, self.args))
+
+
+def _rebuild(kind: type[SyncError], state: dict[str, object], args: tuple[object, ...]) -> SyncError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class RemoteError(SyncError):
     """Raised for any failure talking to the remote API."""
 
     #: Whether sending the same request again later may succeed.
     retryable: bool = False
+    #: Whether only a change of the settings helps (a wrong key, address or certificate),
+    #: rather than waiting for the network or the server to come back.
+    needs_user: bool = True
 
 
 class RemoteUnavailable(RemoteError):
     """Raised when the server cannot be reached or answers 5xx (after the retries)."""
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None, plain: str | None = None,
+        needs_user: bool = False,
+    ) -> None:
+        super().__init__(message, plain=plain)
         self.retryable = retryable
+        self.needs_user = needs_user
         #: Seconds the server asked us to wait (``Retry-After``), if it said.
         self.retry_after = retry_after
 
@@ -48,9 +73,10 @@ class RateLimited(RemoteError):
     """Raised when the server still answers 429 after the retries."""
 
     retryable = True
+    needs_user = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, plain: str | None = None) -> None:
+        super().__init__(message, plain=plain)
         #: Seconds the server asked us to wait (``Retry-After``), if it said.
         self.retry_after = retry_after
 
@@ -58,8 +84,8 @@ class RateLimited(RemoteError):
 class RequestRejected(RemoteError):
     """Raised when the server refuses a request with a 4xx other than 401 and 429."""
 
-    def __init__(self, summary: str, *, status: int, code: str, message: str) -> None:
-        super().__init__(summary)
+    def __init__(self, summary: str, *, status: int, code: str, message: str, plain: str | None = None) -> None:
+        super().__init__(summary, plain=plain)
         self.status = status
         #: The ``error`` field of the JSON error body (``"unknown"`` when there was none).
         self.code = code

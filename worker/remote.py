@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 import tenacity
@@ -35,6 +36,7 @@ from worker.errors import (
 )
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=BaseException)
 
 #: Statuses a later attempt may get past: the server is busy, or a proxy lost it for a while.
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
@@ -200,32 +202,60 @@ class RemoteClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise ProtocolError(self._clean(f"{where}: the answer is not JSON ({exc})")) from exc
+            raise ProtocolError(self._clean(f"{where}: the answer is not JSON ({exc})"),
+                                plain=_no_api_here(self.settings.base_url)) from exc
 
     def _unreachable(self, where: str, exc: httpx.TransportError) -> RemoteUnavailable:
+        base = self.settings.base_url
         tls = _ssl_cause(exc)
         if tls is not None:  # a certificate or handshake failure will not pass by itself
-            return RemoteUnavailable(self._clean(f"{where}: TLS failure: {tls}"), retryable=False)
+            return RemoteUnavailable(
+                self._clean(f"{where}: TLS failure: {tls}"), retryable=False, needs_user=True,
+                plain=f"The server at {base} failed the security check (its certificate could not be verified): "
+                      "check the address, or set CRAFTSYNC_CA_BUNDLE to your company's certificate.",
+            )
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            plain = f"{base} is not a web address: it must start with http:// or https://."
+        elif isinstance(exc, httpx.TimeoutException):
+            plain = f"The server at {base} did not answer in time: check the network connection."
+        elif _cause(exc, socket.gaierror) is not None:
+            plain = f"The server name in {base} cannot be found: check the address and the network connection."
+        else:
+            plain = f"Nothing answers at {base}: check the address and that the server is running."
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "cannot connect"
         retryable = not isinstance(exc, httpx.UnsupportedProtocol)
-        return RemoteUnavailable(self._clean(f"{where}: {kind}: {exc or type(exc).__name__}"), retryable=retryable)
+        return RemoteUnavailable(self._clean(f"{where}: {kind}: {exc or type(exc).__name__}"), retryable=retryable,
+                                 plain=plain, needs_user=not retryable)
 
     def _refusal(self, where: str, response: httpx.Response) -> RemoteError:
         status = response.status_code
         code, message = _error_body(response)
         said = self._clean(f"{status} {code}: {message}")
         retry_after = _seconds_until(response.headers.get("Retry-After"))
+        base = self.settings.base_url
         if status == 401:
-            return AuthenticationFailed(f"{where}: the server refused the API key ({said})")
+            return AuthenticationFailed(
+                f"{where}: the server refused the API key ({said})",
+                plain=f"The server at {base} refused the API key: enter the right key in Settings.",
+            )
         if status == 429:
-            return RateLimited(f"{where}: rate limited ({said})", retry_after=retry_after)
+            return RateLimited(f"{where}: rate limited ({said})", retry_after=retry_after,
+                               plain="The server is busy right now: sync tries again shortly.")
         if status >= 500:
+            plain = (f"The server at {base} cannot reach its database right now: try again later."
+                     if status == 503 and where.endswith("/health") else
+                     f"The server at {base} has a problem right now (error {status}): sync tries again later.")
             return RemoteUnavailable(
-                f"{where}: server failed ({said})", retryable=status in RETRY_STATUSES, retry_after=retry_after
+                f"{where}: server failed ({said})", retryable=status in RETRY_STATUSES, retry_after=retry_after,
+                plain=plain,
             )
         if status >= 400:
-            return RequestRejected(f"{where}: refused ({said})", status=status, code=code, message=self._clean(message))
-        return ProtocolError(f"{where}: unexpected status {status}")
+            # Every path the client asks for exists on a CraftSync API: a 404 means the address is wrong.
+            plain = (_no_api_here(base) if status in (404, 405)
+                     else f"The server refused the request: {self._clean(message) or said}.")
+            return RequestRejected(f"{where}: refused ({said})", status=status, code=code,
+                                   message=self._clean(message), plain=plain)
+        return ProtocolError(f"{where}: unexpected status {status}", plain=_no_api_here(base))
 
     def _note_clock(self, response: httpx.Response) -> None:
         skew = _seconds_from_now(response.headers.get("Date"))
@@ -260,12 +290,23 @@ def _tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     """The ssl error behind an httpx error, if any."""
+    return _cause(exc, ssl.SSLError)
+
+
+def _cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in the chain behind ``exc``, if any."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLError):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _no_api_here(base: str) -> str:
+    """What to tell a user whose URL reaches a web server that is not a CraftSync API."""
+    hint = "" if base.rstrip("/").endswith("/api") else f"; it usually ends in /api, e.g. {base.rstrip('/')}/api"
+    return f"There is no CraftSync API at {base}: check the address{hint}."
 
 
 def _error_body(response: httpx.Response) -> tuple[str, str]:
@@ -307,7 +348,8 @@ def _require(body: Any, key: str, kind: type, where: str) -> Any:
     """``body[key]``, which the contract says is a ``kind`` (a list: of objects); else ProtocolError."""
     value = body.get(key) if isinstance(body, dict) else None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(f"{where}: the answer has no {key!r} of type {kind.__name__}")
+        raise ProtocolError(f"{where}: the answer has no {key!r} of type {kind.__name__}",
+                            plain=_no_api_here(where.split(" ", 1)[-1].rsplit("/", 1)[0]))
     if kind is list and not all(isinstance(item, dict) for item in body[key]):
         raise ProtocolError(f"{where}: {key!r} holds an item that is not an object")
     return value

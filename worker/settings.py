@@ -29,6 +29,18 @@ def data_dir() -> Path:
     return Path(os.environ.get("CRAFTSYNC_HOME") or user_data_dir(APP_NAME, appauthor=False))
 
 
+def ensure_dir(path: Path) -> Path:
+    """``path`` as a folder that exists, created (with its parents) readable by the user only.
+
+    A fresh machine has no user data dir yet: nothing may assume one.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the folder {path}: {exc.strerror or exc}") from exc
+    return path
+
+
 def runtime_file() -> Path:
     """The file a running ``craftsync run`` describes itself in (0600, removed on exit)."""
     return data_dir() / "runtime.json"

@@ -23,6 +23,7 @@ from alembic.config import Config
 from server.db import make_engine
 from server.records import ENTITIES, data_fields
 from worker.errors import LocalStoreError
+from worker.settings import ensure_dir
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = threading.Lock()
@@ -51,6 +52,7 @@ def migrate(path: str | Path) -> None:
     new file at once take turns, and the later ones find the schema already there. Within
     one process a lock serialises them too: Alembic's ``context`` is a module global.
     """
+    ensure_dir(Path(path).absolute().parent)  # a new machine's data dir does not exist yet
     with _MIGRATION_LOCK:
         _upgrade(path)
 
@@ -64,7 +66,7 @@ def _upgrade(path: str | Path) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except Exception as exc:
-        raise LocalStoreError(f"cannot prepare the local database {path}: {exc}") from exc
+        raise LocalStoreError(f"cannot prepare the local database {path}: {_first_line(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -173,6 +175,12 @@ class LocalStore:
         self.conn.execute(
             "INSERT INTO sync_number_blocks (entity, next, last) VALUES (?, ?, ?)", (entity, first, last)
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The reason of a database error without SQLAlchemy's second line (a link) or the SQL."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def loads(text: str | None) -> dict[str, Any] | None:
