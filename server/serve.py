@@ -17,6 +17,7 @@ THREADS = 8
 def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000, demo: bool = False) -> None:
     """Serve the API until interrupted; with ``demo``, seed an empty database first."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # each start's migration check is routine
     app = create_app(settings)
     if demo and seed(app.extensions["craftsync.engine"]):
         print("Seeded the demo database.", flush=True)

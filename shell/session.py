@@ -299,17 +299,18 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _stop_tree(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a process and its descendants, then SIGKILL whatever is still there."""
+    """SIGTERM a process, which stops its own children (dramatiq's parent forwards the signal:
+    sending it to the children as well would be their second one, which kills them mid-run),
+    then SIGKILL whatever of the family is still there."""
     try:
         parent = psutil.Process(process.pid)
         family = [parent, *parent.children(recursive=True)]
     except psutil.NoSuchProcess:
         return
-    for member in family:
-        try:
-            member.terminate()
-        except psutil.NoSuchProcess:
-            pass
+    try:
+        parent.terminate()
+    except psutil.NoSuchProcess:
+        pass
     _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_S)
     for member in alive:
         try:

@@ -28,6 +28,7 @@ from tests.worker_helpers import (  # noqa: E402
     free_port,
     wait_until,
 )
+from shell.preferences import PreferenceStore  # noqa: E402
 from worker.events import channel  # noqa: E402
 
 pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
@@ -223,3 +224,70 @@ def test_unreachable_redis_is_one_line_and_exit_1(tmp_path: Path, wait: list[str
     assert result.returncode == 1
     assert "broker" in one_line_error(result)
     assert time.monotonic() - started < 30
+
+
+# -- the app's saved settings ----------------------------------------------------------------
+
+
+def test_the_cli_follows_the_conflict_policy_saved_in_the_app_and_exits_3_while_the_conflict_stays_open(
+    device: Device,
+) -> None:
+    # Given "Ask me" chosen in the app's settings, and a same-field conflict
+    PreferenceStore(device.home).update({"conflict_policy": "manual"})
+    record_id = same_field_conflict(device)
+    no_redis = device.env(REDIS_URL="")
+    # When the user syncs from the command line without a --conflicts flag
+    result = device.cli("sync", "customers", "--inline", "--json", env=no_redis)
+    # Then the saved policy holds: the conflict stays open (exit 3) and the local edit is kept
+    assert result.returncode == 3, result.stderr
+    assert summary(result)["status"] == "conflicts"
+    assert device.db.sql("SELECT phone FROM customers WHERE id = ?", record_id)[0]["phone"] == "0300 local"
+    assert device.central.get("customers", record_id)["phone"] == "0200 server"
+
+
+def test_a_conflicts_flag_overrides_the_policy_saved_in_the_app(device: Device) -> None:
+    # Given "Ask me" saved in the app, and a same-field conflict
+    PreferenceStore(device.home).update({"conflict_policy": "manual"})
+    record_id = same_field_conflict(device)
+    # When the user syncs with --conflicts remote
+    forced = device.cli("sync", "customers", "--inline", "--json", "--conflicts", "remote",
+                        env=device.env(REDIS_URL=""))
+    # Then the flag wins: the server's value is taken and nothing is left open
+    assert forced.returncode == 0, forced.stderr
+    assert device.db.sql("SELECT phone FROM customers WHERE id = ?", record_id)[0]["phone"] == "0200 server"
+
+
+def test_the_cli_follows_the_direction_saved_in_the_app(device: Device) -> None:
+    # Given "Pull" as the app's default direction and a local change
+    PreferenceStore(device.home).update({"default_direction": "pull"})
+    device.db.sql("INSERT INTO customers (name) VALUES ('Cleo Cole')")
+    # When the user syncs without --direction: the change stays local, pending
+    result = device.cli("sync", "customers", "--inline", "--json", env=device.env(REDIS_URL=""))
+    assert result.returncode == 0, result.stderr
+    assert summary(result)["runs"][0]["direction"] == "pull"
+    assert device.central.http.get("/customers").json()["records"] == []
+
+
+def test_the_cli_syncs_with_the_address_and_key_saved_in_the_app(device: Device) -> None:
+    # Given the server's address and key saved in the app (not in the environment)
+    PreferenceStore(device.home).update({"remote_url": device.central.url, "api_key_url": device.central.url})
+    PreferenceStore(device.home).set_api_key(device.central.key)
+    device.db.sql("INSERT INTO customers (name) VALUES ('Dora Dumont')")
+    env = device.env(REDIS_URL="", REMOTE_API_URL="", REMOTE_API_KEY="",
+                     PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    # When the user syncs from the command line
+    result = device.cli("sync", "customers", "--inline", "--json", env=env)
+    # Then it reaches that server with that key
+    assert result.returncode == 0, result.stderr
+    names = [r["name"] for r in device.central.http.get("/customers").json()["records"]]
+    assert names == ["Dora Dumont"]
+
+
+def test_status_accepts_db_after_the_command_name(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    database = tmp_path / "elsewhere" / "shop.db"
+    result = subprocess.run([*CRAFTSYNC, "status", "--db", str(database), "--json"], env=clean_env(home),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["database"] == str(database)
+    assert database.exists()

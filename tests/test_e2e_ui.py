@@ -120,7 +120,7 @@ def test_pressing_sync_customers_shows_the_progress_bar_reaching_the_end_while_r
     end = ui.wait_card_showed("customers", lambda s: s["state"] == "completed" and "3,000 pulled" in s["text"],
                               timeout=30, what="the end of the run")
     assert end["determinate"] and end["max"] == BULK and end["value"] == BULK, end
-    assert end["text"] == "Done · 0 pushed · 3,000 pulled", end
+    assert end["text"] == "Both ways done · 0 pushed · 3,000 pulled", end
     log = ui.card_log("customers")
     assert any(s["state"] == "running" for s in log[:log.index(end)]), log[:5]
     # ... and the local database holds every one of them

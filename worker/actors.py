@@ -29,6 +29,9 @@ from worker.settings import Settings
 from worker.store import LocalStore, migrate
 
 log = logging.getLogger(__name__)
+# One line per HTTP request and per migration check drowns what a run did; the runs log that.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 #: How long a dead worker's message waits before Redis may hand it to another worker (ms;
 #: dramatiq's default is a minute, and this is only the earliest). Nothing waits for it:

@@ -9,11 +9,12 @@ let reachable = true;
 
 /** An answer other than 2xx, or no answer at all (status 0). */
 export class ApiError extends Error {
-  constructor(message, { status = 0, code = "" } = {}) {
+  constructor(message, { status = 0, code = "", fields = {} } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.fields = fields; // field name -> the sentence to show next to that field
   }
 }
 
@@ -47,7 +48,7 @@ async function request(method, path, body) {
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const message = data?.message || `${response.status} ${response.statusText || "error"}`;
-    throw new ApiError(message, { status: response.status, code: data?.error || "" });
+    throw new ApiError(message, { status: response.status, code: data?.error || "", fields: data?.fields || {} });
   }
   return data;
 }

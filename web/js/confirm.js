@@ -20,15 +20,16 @@ function build() {
       h("div", { class: "dialog-actions" }, no, yes),
     ),
   );
-  dialog.parts = { message, yes };
+  dialog.parts = { message, yes, no };
   document.body.append(dialog);
 }
 
 /** Ask `question`; resolves true when the user confirms. */
-export function confirmAction(question, { confirmLabel = "Delete", title = "Please confirm" } = {}) {
+export function confirmAction(question, { confirmLabel = "Delete", cancelLabel = "Cancel", title = "Please confirm" } = {}) {
   if (!dialog) build();
   dialog.parts.message.textContent = question;
   dialog.parts.yes.textContent = confirmLabel;
+  dialog.parts.no.textContent = cancelLabel;
   dialog.querySelector(".dialog-title").textContent = title;
   dialog.returnValue = "";
   dialog.showModal();

@@ -33,9 +33,19 @@ function preferred(conflict, name) {
   return "local";
 }
 
+const LONG_VALUE = 160; // characters shown before a long value folds away
+
+/** A value as the comparison shows it: "—" when empty; a long text folded, openable. */
+function valueText(shown) {
+  if (shown.length <= LONG_VALUE) return h("span", { class: shown === "—" ? "value value-empty" : "value" }, shown);
+  return h("details", { class: "value value-long" },
+    h("summary", {}, `${shown.slice(0, LONG_VALUE).trimEnd()}… (${shown.length.toLocaleString()} characters)`),
+    h("div", { class: "value-full" }, shown));
+}
+
 function valueCell(value, { name, side, choosable, checked }) {
   const shown = value === null || value === undefined || value === "" ? "—" : String(value);
-  const text = h("span", { class: shown === "—" ? "value value-empty" : "value" }, shown);
+  const text = valueText(shown);
   if (!choosable) return h("td", {}, text);
   const radio = h("input", { type: "radio", name: `choice-${name}`, value: side, checked });
   radio.id = `choice-${name}-${side}`;

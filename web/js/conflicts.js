@@ -85,6 +85,10 @@ export function mountConflicts() {
       return;
     }
     merged.disabled = Boolean(current.deletion) || current.differing.length === 0;
+    // With a deletion on one side, "keep local/remote" means "delete it" or "keep it": say which.
+    const labels = DELETION_LABELS[current.deletion] || DELETION_LABELS.none;
+    keepLocal.textContent = labels.local;
+    keepRemote.textContent = labels.remote;
     const note = current.deletion
       ? `This record was deleted ${current.deletion === "local" ? "on this computer" : "on the server"} and changed on the other side. Keep one side.`
       : "Pick a value for each field that differs, or keep one side as a whole.";
@@ -114,7 +118,9 @@ export function mountConflicts() {
       message.show(error.message, "error");
       return;
     }
-    const label = { local: "kept the local version", remote: "kept the server's version", merged: "merged" }[use];
+    const label = current.deletion
+      ? (current.deletion === use ? "the record is deleted" : `the ${use === "local" ? "local" : "server's"} version is kept`)
+      : { local: "kept the local version", remote: "kept the server's version", merged: "merged" }[use];
     message.show(`Resolved: ${label}.`, "ok");
     publish({ type: "conflicts-changed" });
     publish({ type: "records-changed", entity: conflict.entity });
@@ -136,3 +142,9 @@ export function mountConflicts() {
     },
   };
 }
+
+const DELETION_LABELS = {
+  none: { local: "Keep local", remote: "Keep remote" },
+  local: { local: "Delete it (as on this computer)", remote: "Keep it (the server's version)" },
+  remote: { local: "Keep it (this computer's version)", remote: "Delete it (as on the server)" },
+};

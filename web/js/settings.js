@@ -36,8 +36,9 @@ function options(pairs) {
 export function mountSettings(root) {
   const url = h("input", { id: "settings-remote-url", name: "remote_url", type: "url", autocomplete: "off" });
   url.setAttribute("placeholder", "https://example.com/api");
-  const urlNote = h("p", { id: "remote-url-note", class: "hint", hidden: true },
-    "Set by REMOTE_API_URL in the environment; change it there.");
+  const urlNote = h("p", { id: "remote-url-note", class: "hint" });
+  const urlError = h("p", { id: "settings-remote-url-error", class: "field-error", hidden: true });
+  const keyError = h("p", { id: "settings-api-key-error", class: "field-error", hidden: true });
   const key = h("input", { id: "settings-api-key", name: "api_key", type: "password", autocomplete: "new-password" });
   const keyHint = h("p", { id: "api-key-hint", class: "hint" });
   const removeKey = h("button", { type: "button", id: "api-key-remove", class: "btn btn-small", hidden: true }, "Remove key");
@@ -55,8 +56,8 @@ export function mountSettings(root) {
     "form",
     { id: "settings-form", class: "settings-form", novalidate: true },
     h("fieldset", { class: "card" }, h("legend", {}, "Server"),
-      field("Remote API URL", url, urlNote),
-      field("API key", key, h("div", { class: "inline" }, keyHint, removeKey))),
+      field("Remote API URL", url, urlError, urlNote),
+      field("API key", key, keyError, h("div", { class: "inline" }, keyHint, removeKey))),
     h("fieldset", { class: "card" }, h("legend", {}, "Automatic sync"),
       check("Sync automatically", autoSync),
       field("Every", interval),
@@ -70,16 +71,37 @@ export function mountSettings(root) {
   replace(root, h("h2", { class: "visually-hidden" }, "Settings"), form);
 
   let saved = null;
+  const fieldErrors = { remote_url: [url, urlError], api_key: [key, keyError] };
+
+  function showFieldErrors(fields = {}) {
+    for (const [name, [control, line]] of Object.entries(fieldErrors)) {
+      const text = fields[name] || "";
+      line.textContent = text;
+      line.hidden = !text;
+      control.classList.toggle("invalid", Boolean(text));
+      if (text) {
+        control.setAttribute("aria-invalid", "true");
+        control.setAttribute("aria-describedby", line.id);
+      } else {
+        control.removeAttribute("aria-invalid");
+        control.removeAttribute("aria-describedby");
+      }
+    }
+    const first = Object.keys(fieldErrors).find((name) => fields[name]);
+    if (first) fieldErrors[first][0].focus();
+  }
+  url.addEventListener("input", () => showFieldErrors({}));
+  key.addEventListener("input", () => showFieldErrors({}));
 
   function fill(settings) {
     saved = settings;
     url.value = settings.remote_url || "";
     url.readOnly = Boolean(settings.remote_url_locked);
-    urlNote.hidden = !settings.remote_url_locked;
+    urlNote.textContent = URL_NOTES[settings.remote_source] || "The address of your business's CraftSync server.";
     key.value = "";
-    key.placeholder = settings.api_key_set ? settings.api_key_masked : "No key saved";
-    keyHint.textContent = settings.api_key_set ? "A key is saved. Type a new one to replace it." : "No key saved yet.";
-    removeKey.hidden = !settings.api_key_set;
+    key.placeholder = settings.api_key_set ? settings.api_key_masked : "No key for this address";
+    keyHint.textContent = KEY_HINTS[settings.api_key_source] || "No key for this address yet: type the key you were given.";
+    removeKey.hidden = !(settings.api_key_saved && settings.api_key_source === "saved");
     autoSync.checked = Boolean(settings.auto_sync);
     const minutes = String(settings.interval_minutes ?? 30);
     if (![...interval.options].some((o) => o.value === minutes)) {
@@ -116,15 +138,38 @@ export function mountSettings(root) {
     }
   }
 
+  async function saveChanges(body) {
+    try {
+      fill(await busy(save, () => api.saveSettings(body)));
+    } catch (error) {
+      if (error.code === "key_needed") return askAboutTheKey(body, error);
+      showFieldErrors(error.fields);
+      result.show(Object.keys(error.fields || {}).length ? "Check the highlighted setting." : error.message, "error");
+      return;
+    }
+    if (saved.remote_url && !saved.api_key_set) {
+      result.show(`Saved. Enter the API key for ${saved.remote_url} to start syncing.`, "warning");
+    } else {
+      result.show("Saved.", "ok");
+    }
+  }
+
+  /** A new address with a key saved for the old one: the old key goes there only if the user says so. */
+  async function askAboutTheKey(body, error) {
+    const reuse = await confirmAction(
+      `Use the saved API key with ${body.remote_url}? That server then receives the key saved for ${saved.remote_url}.`,
+      { confirmLabel: "Use the saved key", cancelLabel: "Type a new key" },
+    );
+    if (reuse) return saveChanges({ ...body, keep_key: true });
+    showFieldErrors(error.fields);
+    result.show("Type the API key for the new address, then save.", "warning");
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     result.clear();
-    try {
-      fill(await busy(save, () => api.saveSettings(changes())));
-      result.show("Saved.", "ok");
-    } catch (error) {
-      result.show(error.message, "error");
-    }
+    showFieldErrors({});
+    await saveChanges(changes());
   });
 
   test.addEventListener("click", async () => {
@@ -143,9 +188,10 @@ export function mountSettings(root) {
   });
 
   removeKey.addEventListener("click", async () => {
-    const sure = await confirmAction("Remove the saved API key? Sync stops until a new key is entered.", {
-      confirmLabel: "Remove key",
-    });
+    const sure = await confirmAction(
+      `Remove the saved API key? Sync with ${saved?.remote_url || "the server"} stops until a key is entered again.`,
+      { confirmLabel: "Remove key" },
+    );
     if (!sure) return;
     try {
       fill(await busy(removeKey, () => api.saveSettings({ api_key: "" })));
@@ -158,6 +204,18 @@ export function mountSettings(root) {
   load();
   return { load, loaded: () => saved !== null };
 }
+
+const URL_NOTES = {
+  demo: "The built-in demo server, started with CraftSync and filled with sample records. " +
+    "Enter your business's server address to sync with it instead.",
+  environment: "Set by REMOTE_API_URL in the environment; change it there.",
+  saved: "The address of your business's CraftSync server. Clear it to use the built-in demo server.",
+};
+const KEY_HINTS = {
+  demo: "The demo server's key is filled in automatically.",
+  environment: "Set by REMOTE_API_KEY in the environment.",
+  saved: "A key is saved for this address. Type a new one to replace it.",
+};
 
 function describeTest(answer) {
   if (!answer.ok) return [answer.message || "Connection failed.", "error"];

@@ -111,7 +111,7 @@ function stateText(status) {
       return names ? `Syncing ${names.toLowerCase()}…` : "Syncing…";
     }
     case "error":
-      return "Sync error";
+      return status.connection?.state === "refused" ? "Cannot sync" : "Sync error";
     default:
       return status.connection?.state === "unconfigured" ? "Not configured" : "Offline";
   }
@@ -120,8 +120,9 @@ function stateText(status) {
 function stateDetail(status) {
   const connection = status.connection || {};
   if (status.state === "offline") {
-    return connection.state === "unconfigured" ? "Add the server and key in Settings" : connection.detail || "";
+    return connection.state === "unconfigured" ? "Add the server address and key in Settings" : connection.detail || "";
   }
+  if (status.state === "error" && connection.state === "refused") return connection.detail || "";
   if (status.state === "error") {
     const failed = ENTITIES.map((e) => status.entities?.[e]?.last_run).find((run) => run?.error);
     return failed ? `${entityLabel(failed.entity)}: ${failed.error}` : connection.detail || "";

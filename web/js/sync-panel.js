@@ -97,7 +97,8 @@ export function mountSyncPanel(root) {
     const total = { pushed: sum("pushed"), pulled: sum("pulled") };
     const worst = failed.length ? "failed" : events.some((e) => outcome(e) === "conflicts") ? "conflicts" : "completed";
     const detail = failed.map((e) => `${entityLabel(e.entity)}: ${e.error || "failed"}`).join("; ");
-    cards.all.finished(worst, summary({ ...total, type: worst === "failed" ? "failed" : "completed" }), detail);
+    const direction = events[0]?.direction;
+    cards.all.finished(worst, summary({ ...total, direction, type: worst === "failed" ? "failed" : "completed" }), detail);
   }
 
   function onStatus({ status }) {
@@ -154,10 +155,17 @@ function outcome(event) {
   return event.status === "conflicts" ? "conflicts" : "completed";
 }
 
+const DIRECTION_WORDS = { both: "Both ways", push: "Push", pull: "Pull" };
+
+/** "Both ways done · 3 pushed · 40 pulled", "Pull failed · 0 pulled": which direction ran, and how. */
 function summary(event) {
-  const counts = `${count(event.pushed)} pushed · ${count(event.pulled)} pulled`;
-  if (event.type === "failed") return `Failed · ${counts}`;
-  return outcome(event) === "conflicts" ? `Done with conflicts · ${counts}` : `Done · ${counts}`;
+  const counts = [
+    event.direction !== "pull" && `${count(event.pushed)} pushed`,
+    event.direction !== "push" && `${count(event.pulled)} pulled`,
+  ].filter(Boolean).join(" · ");
+  const ran = DIRECTION_WORDS[event.direction] || "Sync";
+  if (event.type === "failed") return `${ran} failed · ${counts}`;
+  return outcome(event) === "conflicts" ? `${ran} done with conflicts · ${counts}` : `${ran} done · ${counts}`;
 }
 
 function metaLine(info) {
@@ -168,9 +176,11 @@ function metaLine(info) {
 }
 
 function lastRunLine(run) {
-  return `Last run ${run.status} ${relativeTime(run.finished_at)}`;
+  const ran = (DIRECTION_WORDS[run.direction] || "Sync").toLowerCase();
+  return `Last run (${ran}) ${run.status} ${relativeTime(run.finished_at)}`;
 }
 
 function runTitle(run) {
-  return `Last run: ${run.status}, ${dateTime(run.finished_at || run.started_at)}, ${run.pushed} pushed, ${run.pulled} pulled`;
+  const ran = (DIRECTION_WORDS[run.direction] || "sync").toLowerCase();
+  return `Last run: ${ran}, ${run.status}, ${dateTime(run.finished_at || run.started_at)}, ${run.pushed} pushed, ${run.pulled} pulled`;
 }
