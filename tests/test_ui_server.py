@@ -702,6 +702,102 @@ def test_saving_the_settings_form_unchanged_does_not_pin_the_bundled_servers_url
     assert ui.prefs.load().remote_url is None
 
 
+class KeyCatcher:
+    """A web server on a loopback port of its own that notes the Authorization header of
+    every request (a server the saved key must never reach)."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"status": "ok", "records": [], "next_cursor": "0", "has_more": false}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def catcher() -> Iterator[KeyCatcher]:
+    one = KeyCatcher()
+    yield one
+    one.close()
+
+
+def test_a_new_address_with_a_saved_key_asks_before_the_key_goes_there_and_saves_nothing(
+    ui: Ui, page: Page, no_keyring_left_behind: None,
+) -> None:
+    # Given the business's server and its key, saved
+    assert page.put("/api/settings", json={"remote_url": "https://a.example/api", "api_key": USER_KEY}).status_code == 200
+    # When the user types another address but no key
+    asked = page.put("/api/settings", json={"remote_url": "https://b.example/api"})
+    # Then the app asks, next to the key field, instead of sending the old key to the new server
+    assert asked.status_code == 409
+    assert _json(asked)["error"] == "key_needed"
+    assert _json(asked)["fields"] == {
+        "api_key": "Type the API key for https://b.example/api, or choose to use the saved key with it."}
+    assert ui.prefs.load().remote_url == "https://a.example/api"
+    # When the user confirms: the saved key now belongs to the new address
+    kept = _json(page.put("/api/settings", json={"remote_url": "https://b.example/api", "keep_key": True}))
+    assert (kept["remote_url"], kept["api_key_source"], kept["api_key_set"]) == ("https://b.example/api", "saved", True)
+    page.put("/api/settings", json={"api_key": ""})
+
+
+def test_the_saved_key_is_used_only_with_the_address_it_was_saved_for(
+    ui: Ui, page: Page, no_keyring_left_behind: None,
+) -> None:
+    # Given a key saved for server A, and then A's address replaced in settings.json by another program
+    assert page.put("/api/settings", json={"remote_url": "https://a.example/api", "api_key": USER_KEY}).status_code == 200
+    prefs = json.loads(ui.prefs.path.read_text())
+    ui.prefs.path.write_text(json.dumps({**prefs, "remote_url": "https://elsewhere.example/api"}))
+    # Then no key is in force for the new address
+    shown = _json(page.get("/api/settings"))
+    assert (shown["remote_url"], shown["api_key_set"]) == ("https://elsewhere.example/api", False)
+    assert ui.ctx.remote() is None
+    page.put("/api/settings", json={"api_key": ""})
+
+
+def test_the_connection_test_never_sends_the_saved_key_to_another_address(
+    ui: Ui, page: Page, catcher: KeyCatcher,
+) -> None:
+    # When the user tests an address other than the one in force without typing its key
+    answer = _json(page.post("/api/settings/test", json={"remote_url": catcher.url}))
+    # Then the app asks for the key and that server hears nothing
+    assert answer == {"ok": False, "message": f"Type the API key for {catcher.url} to test it.", "latency_ms": None}
+    assert catcher.seen == []
+    # And with a key typed, exactly that key is sent
+    assert _json(page.post("/api/settings/test", json={"remote_url": catcher.url, "api_key": "typed-key-1234567890"}))["ok"]
+    assert catcher.seen and set(catcher.seen) == {"Bearer typed-key-1234567890"}
+
+
+def test_a_refused_setting_is_named_in_plain_words_next_to_its_field(ui: Ui, page: Page) -> None:
+    for body, field, sentence in [
+        ({"interval_minutes": 4}, "interval_minutes", "Choose an interval from 5 minutes to 24 hours."),
+        ({"remote_url": "ftp://x"}, "remote_url", "Enter the server's address, like https://sync.example.com/api."),
+        ({"conflict_policy": "whatever"}, "conflict_policy",
+         "Choose a conflict policy: server wins, this computer wins, or ask me."),
+    ]:
+        answer = page.put("/api/settings", json=body)
+        assert answer.status_code == 400, body
+        assert _json(answer)["fields"] == {field: sentence}
+        assert "Input should" not in _json(answer)["message"]
+    assert ui.prefs.load().interval_minutes == 30
+
+
 # -- POST /api/settings/test -----------------------------------------------------------------
 
 
