@@ -78,7 +78,7 @@ export function mountSettings(root) {
       const text = fields[name] || "";
       line.textContent = text;
       line.hidden = !text;
-      control.classList.toggle("invalid", Boolean(text));
+      control.closest(".field")?.classList.toggle("field-invalid", Boolean(text));
       if (text) {
         control.setAttribute("aria-invalid", "true");
         control.setAttribute("aria-describedby", line.id);
