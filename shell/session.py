@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S: Final = 30.0
 #: Seconds a process gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT_S: Final = 10.0
+#: A worker whose last heartbeat is older than this is taken for gone (dramatiq beats about
+#: every second while it waits for messages).
+WORKER_HEARTBEAT_S: Final = 30.0
 #: Threads of the UI server: each open event stream holds one.
 UI_THREADS: Final = 16
 
@@ -151,6 +154,9 @@ class Session:
             return f"The server address {choice.url} cannot be used: correct it in Settings."
         if self.settings.workers and (self.workers is None or self.workers.poll() is not None):
             return "The sync service is not running: close CraftSync and start it again."
+        if not self.settings.workers and not _worker_alive(self._redis, besides=self._dramatiq.broker_id):
+            # Queued now, the request would wait unseen, and the embedded broker forgets it at exit.
+            return "No sync worker is running (CRAFTSYNC_WORKERS is 0): start one with 'craftsync worker'."
         return None
 
     def _start_workers(self) -> None:
@@ -272,6 +278,14 @@ class Session:
     def wait(self) -> None:
         """Block until ``stop`` is called (browser mode)."""
         self._stopped.wait()
+
+
+def _worker_alive(client: redis.Redis, *, besides: str) -> bool:
+    """Whether a dramatiq worker used this broker lately: a fresh heartbeat other than the one
+    of ``besides`` (every broker that enqueues beats too, this session's own included)."""
+    since_ms = time.time() * 1000 - WORKER_HEARTBEAT_S * 1000
+    fresh = client.zrangebyscore("dramatiq:__heartbeats__", since_ms, "+inf")
+    return any(member.decode() != besides for member in fresh)
 
 
 def _close_server(server: Any, thread: threading.Thread) -> None:

@@ -183,3 +183,28 @@ def test_status_on_an_empty_home_exits_0_with_never_synced(tmp_path: Path) -> No
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "never synced" in result.stdout and result.stderr == ""
+
+
+def test_with_no_workers_a_sync_says_to_start_one_and_runs_once_one_is_started(
+    tmp_path: Path, launch: Callable[..., DesktopRun],
+) -> None:
+    # Given the app started with CRAFTSYNC_WORKERS=0 (the user runs workers themselves)
+    home = tmp_path / "home"
+    run = launch(home, CRAFTSYNC_WORKERS="0")
+    wait_state(run, "online")
+    # When the user presses Sync: it says at once what to do, rather than "Queued…" forever
+    refused = ui(run, "POST", "/api/sync", {"entities": ["customers"]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"] == (
+        "No sync worker is running (CRAFTSYNC_WORKERS is 0): start one with 'craftsync worker'.")
+    # When the user starts a worker (it finds the running app's broker by itself)
+    worker = subprocess.Popen([*CRAFTSYNC, "worker"], env=user_env(home), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        answer = wait_until(
+            lambda: (r := ui(run, "POST", "/api/sync", {"entities": ["customers"]})).status_code == 202 and r,
+            timeout=60, interval=0.5, what="the sync to be accepted once a worker runs")
+        assert wait_run(run, answer.json()["run_id"], timeout=60)["status"] == "completed"
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(20)
