@@ -189,20 +189,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "db", None):
             settings = settings.with_overrides(database=Path(args.db))
         return handler(args, settings)
-    except (UsageError, SyncError) as exc:
-        print(f"craftsync: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        _say(str(exc))
+        return 1
+    except SyncError as exc:
+        _say(exc.plain)
         return 1
     except sqlite3.Error as exc:
-        print(f"craftsync: local database error: {exc}", file=sys.stderr)
+        _say(f"local database error: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: say so in one line; CRAFTSYNC_DEBUG=1 shows the traceback
         if os.environ.get("CRAFTSYNC_DEBUG"):
             raise
-        print(f"craftsync: internal error ({type(exc).__name__}: {exc}); CRAFTSYNC_DEBUG=1 shows details",
-              file=sys.stderr)
+        _say(f"internal error ({type(exc).__name__}: {exc}); CRAFTSYNC_DEBUG=1 shows details")
         return 2
+
+
+def _say(message: str) -> None:
+    """A failure as the one line on stderr that the CLI promises, whatever the message held."""
+    print(f"craftsync: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

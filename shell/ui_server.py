@@ -146,11 +146,16 @@ def _headers(response: Response) -> Response:
 
 
 def _http_error(exc: HTTPException) -> Response:
-    return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+    said = exc.description or ""
+    if said == type(exc).description:  # werkzeug's stock text ("If you entered the URL manually...")
+        said = f"{exc.name}."
+    return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), said)
 
 
 def _broker_error(exc: redis.RedisError) -> Response:
-    return error(503, "broker_unavailable", f"The sync queue cannot be reached: {exc}")
+    current_app.logger.warning("the broker cannot be reached: %s", exc)
+    return error(503, "broker_unavailable",
+                 "The sync service cannot be reached right now: if this lasts, close CraftSync and start it again.")
 
 
 # -- routes -----------------------------------------------------------------------------------
