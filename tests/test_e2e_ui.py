@@ -192,7 +192,7 @@ def test_a_same_field_conflict_between_the_record_editor_and_the_server_resolved
     # Then: the run ends with a conflict, the card says so and the header counts it
     assert wait_run(run, second, timeout=60)["status"] == "conflicts"
     shown = ui.wait_card_showed("customers", lambda s: s["state"] == "conflicts", timeout=30, what="the conflict")
-    assert shown["text"].startswith("Done with conflicts"), shown
+    assert shown["text"].startswith("Both ways done with conflicts"), shown
     ui.wait_for(lambda: ui.text("#conflict-count") == "1", timeout=15, what="the conflict count to show 1")
 
     # When: the user opens the dialog and picks this computer's name and the server's phone
