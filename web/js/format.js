@@ -1,4 +1,4 @@
-// Turning API values into short human text: times, durations, rates and counts.
+// Turning API values into short human text: times, durations, rates, counts, labels.
 
 const ENTITY_LABELS = { customers: "Customers", quotes: "Quotes", orders: "Orders" };
 
@@ -83,6 +83,44 @@ export const FIELDS = {
 export function fieldLabel(name) {
   const text = name.replace(/_/g, " ").replace(/\bid\b/, "ID");
   return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** Labels of the record form and lists where the field's name in words is not the best one. */
+const FORM_LABELS = { customer_id: "Customer", quote_id: "Quote", email: "E-mail", zip: "ZIP code" };
+
+/** "customer_id" → "Customer", "project_name" → "Project name": a field as the record form shows it. */
+export function formLabel(name) {
+  return FORM_LABELS[name] || fieldLabel(name);
+}
+
+/** Fields a record cannot be saved without (the server's models say the same). */
+export const REQUIRED = { customers: ["name"], quotes: [], orders: [] };
+
+/** "customers" → "customer". */
+export function singular(entity) {
+  return entityLabel(entity).replace(/s$/, "").toLowerCase();
+}
+
+/** `text` as a sentence: a full stop added unless it already ends with one ("Maple Craft Co."). */
+export function sentence(text) {
+  const trimmed = String(text ?? "").trim();
+  return /[.!?…]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+/** At most `max` characters of `text`, with "…" when cut (lists never hold a whole 10,000-character note). */
+export function truncate(text, max) {
+  const value = String(text ?? "");
+  return value.length > max ? `${value.slice(0, max - 1).trimEnd()}…` : value;
+}
+
+/** How a picked customer reads in the form: "Anna Schmidt · Maple Craft Co.". */
+export function customerLabel(customer) {
+  return [customer?.name, customer?.company].filter(Boolean).join(" · ") || "Customer without a name";
+}
+
+/** How a picked quote reads in the form: "Q-000123 · Oak table". */
+export function quoteLabel(quote) {
+  return [quote?.quote_number, quote?.project_name].filter(Boolean).join(" · ") || "Quote without a number";
 }
 
 /** A short name for a record: the customer's name, the quote or order number. */
