@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 from server.records import (
     ENTITIES,
@@ -14,11 +15,28 @@ from server.records import (
     Money,
     Percent,
     Timestamp,
+    required_fields,
 )
 from server.repository import MAX_BATCH, MAX_LIMIT, MAX_NUMBER_BLOCK
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+#: A typed field (date, time, money, percentage, reference) sent empty holds null.
+_BLANK = {"type": "string", "pattern": r"^\s*$", "description": "Empty: no value (stored as null)."}
+
+#: What a POST does with the fields a record carries, and with those it leaves out.
+PUSH_SEMANTICS: Final = (
+    "A record may carry only some fields. For an update, a field left out keeps the value the "
+    "server stores, and a field sent as null is cleared (a required field, such as a customer's "
+    "name, cannot be cleared); an update that changes something and leaves out updated_at gets "
+    "the server's time there. For a new record a field left out is null, except created_at and "
+    "updated_at, which take the server's time; a new record must carry the required fields. "
+    "A record whose fields equal what the server stores is 'unchanged', whatever its "
+    "base_version (a retry changes nothing); otherwise a base_version other than the current "
+    "version is a 'conflict' and nothing is written. The result carries 'record', the whole "
+    "record as stored, whenever it differs from what was sent or the record left fields out. "
+    "Columns of the central database that this API does not describe are never written."
+)
 
 #: The wire form of the fields whose validators pydantic cannot describe (they run before
 #: or after the type check), keyed by the validators' metadata in ``server.records``.
@@ -51,6 +69,7 @@ def _record_schemas(entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
     model = MODELS[entity]
     sent = model.model_json_schema(mode="validation")
     sent.pop("title", None)
+    served_properties: dict[str, Any] = {}
     for name, prop in sent["properties"].items():
         field = model.model_fields[name]
         if name == "id":
@@ -61,10 +80,14 @@ def _record_schemas(entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
             for metadata, wire in _FORMATS:
                 if field.metadata == metadata:
                     prop["anyOf"] = [wire, {"type": "null"}]
+        served_properties[name] = copy.deepcopy(prop)
+        prop.pop("default", None)  # a field left out of an update is kept, not set to a default
+        if name in REFERENCES[entity] or "anyOf" in prop and name != "id" and _is_typed(field.metadata):
+            prop["anyOf"] = [*prop["anyOf"], _BLANK]  # accepted on the way in, never served
     served = {
         "type": "object",
         "properties": {
-            **{k: v for k, v in sent["properties"].items() if k != "base_version"},
+            **{k: v for k, v in served_properties.items() if k != "base_version"},
             "version": {"type": "integer", "minimum": 1},
         },
         "required": [*sent.get("required", []), "version"],
@@ -72,7 +95,18 @@ def _record_schemas(entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     for name in ("created_at", "updated_at", "deleted_at"):
         served["properties"][name] = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+    # Only the id is needed in every record sent: an update may leave any field out.
+    sent["required"] = ["id"]
+    sent["description"] = (
+        f"A {entity[:-1]} as pushed. A new record must also carry: "
+        f"{', '.join(required_fields(entity)) or 'nothing more'}. " + PUSH_SEMANTICS
+    )
     return sent, served
+
+
+def _is_typed(metadata: list[Any]) -> bool:
+    """Whether a field's validators are those of a date, time, money or percentage field."""
+    return any(metadata == typed for typed, _ in _FORMATS)
 
 
 def _entity_paths(entity: str) -> dict[str, Any]:
@@ -122,6 +156,7 @@ def _entity_paths(entity: str) -> dict[str, Any]:
             },
             "post": {
                 "summary": f"Create or update {entity}: one record, or a batch",
+                "description": PUSH_SEMANTICS,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [batch, record_in]}}}},
                 "responses": {
                     "200": _json({"oneOf": [{"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": result}}}, result]}, "Batch results, or a single record updated/unchanged"),

@@ -6,14 +6,20 @@ decimal strings (a JSON float is refused, it is binary), ids are 32 lowercase he
 times are ISO-8601 and come back in UTC with millisecond precision, and an unknown field
 is an error, never silently dropped.
 
+A typed field (date, time, money, percentage, reference) left empty, as a form or the host
+app's plain SQL may save it, holds no value: ``""`` is read as null. Text keeps ``""``.
+
 Both the server and the sync client use these models, so a record means the same thing on
-either side of the wire.
+either side of the wire. ``validate`` reads a whole record (a field left out is null);
+``validate_fields`` reads only the fields a pushed record carries, for the server's
+partial updates (a field left out keeps its stored value).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final
@@ -26,8 +32,10 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    create_model,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 ENTITIES: Final = ("customers", "quotes", "orders")
 
@@ -99,6 +107,21 @@ def _decimal_parser(places: int, maximum: Decimal, minimum: Decimal) -> Any:
     return parse
 
 
+def _blank_is_null(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse``, except that an empty (or all-space) string is no value: null.
+
+    Host apps save an empty form field as ``''``; for a date or an amount that means "none",
+    and the server stores null, so that every side holds the same thing.
+    """
+
+    def parse_or_null(value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return parse(value)
+
+    return parse_or_null
+
+
 def _check_id(value: str) -> str:
     if not _ID_RE.fullmatch(value):
         raise ValueError("must be 32 lowercase hex digits (a UUID without dashes)")
@@ -106,12 +129,15 @@ def _check_id(value: str) -> str:
 
 
 RecordId = Annotated[str, Field(strict=True), AfterValidator(_check_id)]
-OptionalId = Annotated[RecordId | None, Field(default=None)]
-Timestamp = Annotated[str | None, BeforeValidator(parse_time)]
-Day = Annotated[str | None, BeforeValidator(_parse_date)]
+OptionalId = Annotated[RecordId | None, BeforeValidator(_blank_is_null(lambda value: value)), Field(default=None)]
+Timestamp = Annotated[str | None, BeforeValidator(_blank_is_null(parse_time))]
+Day = Annotated[str | None, BeforeValidator(_blank_is_null(_parse_date))]
 #: Money may be negative (a credit note); a percentage is 0 to 100.
-Money = Annotated[str | None, BeforeValidator(_decimal_parser(2, Decimal("9999999999.99"), Decimal("-9999999999.99")))]
-Percent = Annotated[str | None, BeforeValidator(_decimal_parser(3, Decimal("100"), Decimal("0")))]
+Money = Annotated[
+    str | None,
+    BeforeValidator(_blank_is_null(_decimal_parser(2, Decimal("9999999999.99"), Decimal("-9999999999.99")))),
+]
+Percent = Annotated[str | None, BeforeValidator(_blank_is_null(_decimal_parser(3, Decimal("100"), Decimal("0"))))]
 Version = Annotated[int | None, Field(default=None, strict=True, ge=0)]
 Text20 = Annotated[str | None, StringConstraints(max_length=20)]
 Text40 = Annotated[str | None, StringConstraints(max_length=40)]
@@ -213,6 +239,26 @@ def data_fields(entity: str) -> tuple[str, ...]:
     return tuple(name for name in MODELS[entity].model_fields if name not in _BOOKKEEPING)
 
 
+@functools.cache
+def required_fields(entity: str) -> tuple[str, ...]:
+    """The fields every stored record holds a value in (``id`` aside): ``name`` of a customer."""
+    model = MODELS[entity]
+    return tuple(name for name, info in model.model_fields.items() if info.is_required() and name != "id")
+
+
+@functools.cache
+def _fields_model(entity: str) -> type[_Record]:
+    """The entity's model with no required field but ``id``, for records that carry only
+    some fields. A required field may be left out, never sent as null: its type still
+    refuses null, and pydantic does not validate a default."""
+    model = MODELS[entity]
+    optional: dict[str, Any] = {
+        name: (model.model_fields[name].annotation, FieldInfo.merge_field_infos(model.model_fields[name], default=None))
+        for name in required_fields(entity)
+    }
+    return create_model(f"{model.__name__}Fields", __base__=model, **optional)
+
+
 def format_number(entity: str, value: int) -> str:
     """The human-facing number for the value-th number of an entity: Q-000042."""
     return f"{NUMBER_PREFIXES[entity]}{value:06d}"
@@ -223,15 +269,32 @@ class InvalidRecord(ValueError):
 
 
 def validate(entity: str, raw: Any) -> tuple[dict[str, Any], int | None]:
-    """Check one incoming record; return its canonical data and its base_version."""
+    """Check one whole record (a field left out is null); return its canonical data, every
+    field of the entity, and its base_version."""
+    model = _parse(MODELS[entity], raw)
+    return model.model_dump(exclude=_BOOKKEEPING), model.base_version
+
+
+def validate_fields(entity: str, raw: Any) -> tuple[dict[str, Any], int | None]:
+    """Check the fields one pushed record carries; return only those (``id`` always), in
+    canonical form, and its base_version.
+
+    A field left out is not in the result, so that the server can keep what it stores;
+    a field sent as null is there as None. Whether a required field is missing depends on
+    whether the record is new, which only the server knows: see ``required_fields``.
+    """
+    model = _parse(_fields_model(entity), raw)
+    sent = (model.model_fields_set - _BOOKKEEPING) | {"id"}
+    return model.model_dump(include=sent), model.base_version
+
+
+def _parse(model: type[_Record], raw: Any) -> _Record:
     if not isinstance(raw, dict):
         raise InvalidRecord("a record must be a JSON object")
     try:
-        model = MODELS[entity].model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise InvalidRecord(_describe(exc)) from None
-    data = model.model_dump(exclude=_BOOKKEEPING)
-    return data, model.base_version
 
 
 def _describe(exc: ValidationError) -> str:

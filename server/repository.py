@@ -4,16 +4,23 @@ A push is one transaction per batch. It first locks the entity's change counter,
 serialises writers of that entity, so that version checks, number uniqueness and the
 change sequence need no further locking and ``seq`` order is commit order.
 
+A pushed record may carry only some fields. A field it leaves out keeps the value the
+server stores (for a new record: null, but ``created_at`` and ``updated_at``, which take
+the server's time); a field sent as null is cleared. An update that leaves out
+``updated_at`` and changes something gets the server's time there. A new record must
+carry the required fields (a customer's ``name``); no record may clear them.
+
 For each record of a batch the outcome is:
 
 - ``created``: a new id; its number is kept, or assigned when absent, or replaced by a
   fresh one (and reported) when another live record already holds it;
-- ``unchanged``: the server already holds exactly this content, whatever ``base_version``
-  says (a retried batch, or both sides made the same change);
+- ``unchanged``: the server already holds exactly this content in the fields sent,
+  whatever ``base_version`` says (a retried batch, or both sides made the same change);
 - ``updated``: ``base_version`` is the current version, so the sender saw the latest;
 - ``conflict``: ``base_version`` is stale and the content differs; nothing is written and
   the server's record comes back;
-- ``rejected``: invalid, a dangling reference, or a number taken by another record.
+- ``rejected``: invalid, a required field missing from a new record, a dangling
+  reference, or a number taken by another record.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from server.records import (
     data_fields,
     format_number,
     now_iso,
-    validate,
+    required_fields,
+    validate_fields,
 )
 from server.schema import TABLES, counters, number_blocks
 
@@ -90,7 +98,7 @@ def push(engine: Engine, entity: str, raws: Sequence[Any]) -> list[dict[str, Any
     valid: list[tuple[int, dict[str, Any], int | None]] = []
     for index, raw in enumerate(raws):
         try:
-            data, base = validate(entity, raw)
+            data, base = validate_fields(entity, raw)
         except InvalidRecord as exc:
             results[index] = _result(raw, "rejected", reason=str(exc))
             continue
@@ -158,25 +166,40 @@ class _Batch:
         self.updates: dict[str, dict[str, Any]] = {}
         self.now = now_iso()
 
-    def apply(self, data: dict[str, Any], base: int | None) -> dict[str, Any]:
-        """Decide the outcome of one record and stage its write."""
-        current = self.current.get(data["id"])
-        if current is not None and self._same_content(data, current, base):
-            return self._answer("unchanged", data, current)
+    def apply(self, sent: dict[str, Any], base: int | None) -> dict[str, Any]:
+        """Decide the outcome of one record (its fields as sent) and stage its write."""
+        current = self.current.get(sent["id"])
+        data = self._whole_record(sent, current)
+        missing = [name for name in required_fields(self.entity) if data[name] is None]
+        if missing:
+            return {"id": sent["id"], "status": "rejected", "reason": "; ".join(f"{name}: Field required" for name in missing)}
+        if current is not None and self._same_content(sent, data, current, base):
+            return self._answer("unchanged", sent, current)
         if current is not None and base != current["version"]:
-            return {"id": data["id"], "status": "conflict", "version": current["version"], "record": current}
-        reason = self._dangling_reference(data)
+            return {"id": sent["id"], "status": "conflict", "version": current["version"], "record": current}
+        reason = self._dangling_reference(sent)
         if reason:
-            return {"id": data["id"], "status": "rejected", "reason": reason}
-        sent, note = data, None
+            return {"id": sent["id"], "status": "rejected", "reason": reason}
+        if current is not None and "updated_at" not in sent:
+            data["updated_at"] = self.now  # the record changes now; the sender did not say when
+        note = None
         if self.number_field and data["deleted_at"] is None:
             number, note = self._settle_number(data, current)
             if number is None:
-                return {"id": data["id"], "status": "rejected", "reason": note}
+                return {"id": sent["id"], "status": "rejected", "reason": note}
             data = {**data, self.number_field: number}
         elif self.number_field:
             data = self._tombstone_number(data, current)
         return self._stage(sent, data, current, note)
+
+    def _whole_record(self, sent: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+        """Every field of the record a push describes: the fields sent, over what the server
+        holds (an update) or over nulls and the server's time as both timestamps (a create)."""
+        if current is not None:
+            return {**{name: current[name] for name in self.fields}, **sent}
+        blank: dict[str, Any] = dict.fromkeys(self.fields)
+        blank["created_at"] = blank["updated_at"] = self.now
+        return {**blank, **sent}
 
     def flush(self) -> None:
         """Write the staged rows and move the change counter past them."""
@@ -208,18 +231,24 @@ class _Batch:
 
     def _answer(self, status: str, sent: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = {"id": stored["id"], "status": status, "version": stored["version"]}
-        if any(sent[name] != stored[name] for name in self.fields):
-            answer["record"] = stored  # the sender must adopt what the server changed
+        # The sender must adopt what the server changed (a number, a canonical value) and
+        # learn the fields it did not send.
+        if any(name not in sent or sent[name] != stored[name] for name in self.fields):
+            answer["record"] = stored
         return answer
 
-    def _same_content(self, data: dict[str, Any], current: dict[str, Any], base: int | None) -> bool:
+    def _same_content(
+        self, sent: dict[str, Any], data: dict[str, Any], current: dict[str, Any], base: int | None
+    ) -> bool:
         # A create re-sent after the server numbered it carries no number, or its old one.
-        skip = self.number_field if base is None or data.get(self.number_field or "") is None else None
+        skip = self.number_field if base is None or sent.get(self.number_field or "") is None else None
         return all(data[name] == current[name] for name in self.fields if name != skip)
 
-    def _dangling_reference(self, data: dict[str, Any]) -> str | None:
+    def _dangling_reference(self, sent: dict[str, Any]) -> str | None:
+        """A reference the record sends that names no record. One it leaves out is the
+        stored one, which the foreign key keeps valid."""
         for field, target in REFERENCES[self.entity].items():
-            value = data[field]
+            value = sent.get(field)
             if value is not None and value not in self.existing_refs[target]:
                 return f"{field}: refers to no record of {target} (push {target} first)"
         return None
@@ -253,7 +282,17 @@ class _Batch:
         return {**data, field: number}
 
     def _next_number(self) -> str:
-        return format_number(self.entity, _advance(self.conn, f"{self.entity}.number", 1))
+        """The counter's next number that no live record holds: clients may choose numbers of
+        the counter's own form (Q-000001), which the counter has not handed out."""
+        while True:
+            number = format_number(self.entity, _advance(self.conn, f"{self.entity}.number", 1))
+            if number not in self.numbers and not self._held_by_live_record(number):
+                return number
+
+    def _held_by_live_record(self, number: str) -> bool:
+        column = self.table.c[self.number_field or ""]
+        query = select(self.table.c.id).where(column == number, self.table.c.deleted_at.is_(None)).limit(1)
+        return self.conn.execute(query).first() is not None
 
     def _load_current(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         rows = _select_in(self.conn, self.table, self.table.c.id, ids)
@@ -263,16 +302,20 @@ class _Batch:
         """Which referenced ids exist (tombstones included: the foreign keys hold for them too)."""
         found: dict[str, set[str]] = {}
         for field, target in REFERENCES[self.entity].items():
-            wanted = {r[field] for r in records if r[field] is not None}
+            wanted = {r[field] for r in records if r.get(field) is not None}
             table = TABLES[target]
             found[target] = {row.id for row in _select_in(self.conn, table, table.c.id, wanted, table.c.id)}
         return found
 
     def _load_live_numbers(self, records: list[dict[str, Any]]) -> dict[str, str]:
+        """Which live record holds each number the batch may keep: the numbers sent, and the
+        stored ones (a restored record that sends no number keeps its own, unless a live
+        record took it while it was deleted)."""
         if not self.number_field:
             return {}
-        column = self.table.c[self.number_field]
-        wanted = {r[self.number_field] for r in records if r[self.number_field]}
+        field = self.number_field
+        column = self.table.c[field]
+        wanted = {r[field] for r in records if r.get(field)} | {c[field] for c in self.current.values() if c[field]}
         rows = _select_in(self.conn, self.table, column, wanted, self.table.c.id, column, live_only=True)
         return {row[1]: row[0] for row in rows}
 

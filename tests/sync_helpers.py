@@ -1,15 +1,22 @@
 """Devices and a central server for engine tests: real local stores, the real reference
-server in-process (``httpx.WSGITransport``), and plain-SQL writes as the host app makes them."""
+server in-process (``httpx.WSGITransport``), and plain-SQL writes as the host app makes them.
+
+Reads for comparisons are raw on both sides: the local rows as SQLite stores them, the
+central rows as plain SQL on a connection of its own returns them. Nothing passes through
+the product's own normalising, so "identical" means the same stored values, field by field.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 from flask import Flask
+from sqlalchemy import create_engine, text
 
 from server.records import data_fields
 from tests.api_helpers import API_KEY, make_app
@@ -49,9 +56,16 @@ class Device:
         return [self.sync(e, direction, policy) for e in ("customers", "quotes", "orders")]
 
     def live(self, entity: str) -> dict[str, dict[str, Any]]:
-        """Live records (not soft-deleted), canonical, keyed by id."""
-        rows = self.sql(f"SELECT * FROM {entity} WHERE deleted_at IS NULL")
-        return {row["id"]: SyncEngine._canon(entity, dict(row)) for row in rows}
+        """Live records (not soft-deleted) exactly as stored, keyed by id."""
+        return local_rows(self.host, entity)
+
+    def rows(self, entity: str) -> dict[str, dict[str, Any]]:
+        """Every record, soft-deleted ones too, exactly as stored, keyed by id."""
+        return local_rows(self.host, entity, live_only=False)
+
+    def pending(self) -> int:
+        """Records whose local state is not agreed with the server (pending, conflict, rejected)."""
+        return int(self.sql("SELECT count(*) FROM sync_metadata WHERE sync_status != 'synced'")[0][0])
 
     def close(self) -> None:
         self.host.close()
@@ -59,23 +73,41 @@ class Device:
         self.engine.remote.close()
 
 
+def local_rows(conn: sqlite3.Connection, entity: str, *, live_only: bool = True) -> dict[str, dict[str, Any]]:
+    """The entity's rows in a local SQLite file, its contract fields exactly as stored."""
+    where = " WHERE deleted_at IS NULL" if live_only else ""
+    cursor = conn.execute(f"SELECT {', '.join(data_fields(entity))} FROM {entity}{where}")
+    names = [column[0] for column in cursor.description]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+def central_rows(database_url: str, entity: str, *, live_only: bool = True) -> dict[str, dict[str, Any]]:
+    """The entity's rows in the central database, read with plain SQL on a connection of
+    their own, as stored. PostgreSQL's and MariaDB's NUMERIC come from the driver as
+    ``Decimal``, whose text keeps the column's scale (``Decimal('1500.00')`` -> ``'1500.00'``),
+    so they are given as that text; SQLite stores the text itself."""
+    engine = create_engine(database_url)
+    where = " WHERE deleted_at IS NULL" if live_only else ""
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(text(f"SELECT {', '.join(data_fields(entity))} FROM {entity}{where}"))
+            rows = [dict(row._mapping) for row in result]
+    finally:
+        engine.dispose()
+    return {
+        row["id"]: {name: str(value) if isinstance(value, Decimal) else value for name, value in row.items()}
+        for row in rows
+    }
+
+
+def database_url_of(app: Flask) -> str:
+    """The URL of the central database behind a reference server app."""
+    return app.extensions["craftsync.engine"].url.render_as_string(hide_password=False)
+
+
 def server_live(app: Flask, entity: str) -> dict[str, dict[str, Any]]:
-    """Live records on the server, keyed by id, without versions."""
-    client = remote_for(app)
-    records: dict[str, dict[str, Any]] = {}
-    since = "0"
-    while True:
-        page = client.pull(entity, since=since, limit=5000)
-        for record in page.records:
-            record = {name: record[name] for name in data_fields(entity)}
-            if record["deleted_at"] is None:
-                records[record["id"]] = record
-            else:
-                records.pop(record["id"], None)
-        since = page.next_cursor
-        if not page.has_more:
-            client.close()
-            return records
+    """Live records in the server's database, exactly as stored, keyed by id."""
+    return central_rows(database_url_of(app), entity)
 
 
 def central_app(tmp_path: Path) -> Flask:

@@ -270,6 +270,26 @@ def test_a_number_taken_on_create_is_renumbered_and_reported(database_url: str) 
     assert sorted(r["id"] for r in stored) == sorted([first["id"], second["id"]])
 
 
+def test_a_number_the_server_hands_out_is_never_one_a_live_record_already_holds(database_url: str) -> None:
+    # Given live quotes whose numbers a client chose in the server's own form
+    client = make_app(database_url).test_client()
+    owner = customer()
+    push(client, "customers", [owner])
+    chosen = [{"id": new_id(), "customer_id": owner["id"], "quote_number": f"Q-00000{n}"} for n in (1, 2)]
+    push(client, "quotes", chosen)
+
+    # When quotes without a number arrive, one of them with a number another quote holds
+    results = push(client, "quotes", [{"id": new_id(), "customer_id": owner["id"]},
+                                      {"id": new_id(), "customer_id": owner["id"], "quote_number": "Q-000001"}])
+
+    # Then each gets a number no live quote holds
+    assert [r["status"] for r in results] == ["created", "created"]
+    stored, _ = pull_all(client, "quotes")
+    numbers = [r["quote_number"] for r in stored]
+    assert len(numbers) == len(set(numbers)) == 4
+    assert [r["record"]["quote_number"] for r in results] == ["Q-000003", "Q-000004"]
+
+
 def test_a_number_taken_on_update_is_rejected_and_a_deleted_record_frees_its_number(database_url: str) -> None:
     # Given two live quotes
     client = make_app(database_url).test_client()

@@ -39,7 +39,7 @@ from tests.process_helpers import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, fr
     free_port,
     start_server,
 )
-from worker.engine import SyncEngine
+from tests.sync_helpers import central_rows, local_rows
 from worker.store import LocalStore
 
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
@@ -153,6 +153,8 @@ class Central(ServerReads):
     url: str  # ends in /api
     key: str
     service: Service
+    #: Its central database, for reads with plain SQL beside the server.
+    database_url: str
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,6 +168,10 @@ class Central(ServerReads):
             assert response.status_code == 200, response.text[:500]
             results.extend(response.json()["results"])
         return results
+
+    def stored(self, entity: str) -> dict[str, dict[str, Any]]:
+        """Live records in the central database exactly as stored (plain SQL), keyed by id."""
+        return central_rows(self.database_url, entity)
 
 
 def server_live_http(http: httpx.Client, entity: str) -> dict[str, dict[str, Any]]:
@@ -193,10 +199,10 @@ def central(tmp_path: Path) -> Iterator[Central]:
     port = free_port()
     home = tmp_path / "server-home"
     home.mkdir()
-    env = clean_env(home, DATABASE_URL=f"sqlite:///{tmp_path / 'central.db'}", API_KEYS=API_KEY,
-                    RATE_LIMIT="1000000/minute")
+    database_url = f"sqlite:///{tmp_path / 'central.db'}"
+    env = clean_env(home, DATABASE_URL=database_url, API_KEYS=API_KEY, RATE_LIMIT="1000000/minute")
     service = start_server(env, port=port, log=tmp_path / "server.log", cwd=home, timeout=30, fail=pytest.fail)
-    server = Central(f"http://127.0.0.1:{port}/api", API_KEY, service)
+    server = Central(f"http://127.0.0.1:{port}/api", API_KEY, service, database_url)
     try:
         yield server
     finally:
@@ -242,9 +248,8 @@ class HostDB:
         self.conn.execute("COMMIT")
 
     def live(self, entity: str) -> dict[str, dict[str, Any]]:
-        """Live local records (not soft-deleted), canonical, keyed by id."""
-        rows = self.sql(f"SELECT * FROM {entity} WHERE deleted_at IS NULL")
-        return {row["id"]: SyncEngine._canon(entity, dict(row)) for row in rows}
+        """Live local records (not soft-deleted) exactly as stored, keyed by id."""
+        return local_rows(self.conn, entity)
 
     def not_synced(self) -> list[tuple[str, str, int]]:
         """(entity, status, count) of every sync_metadata row that is not 'synced'."""
@@ -330,8 +335,9 @@ def customers_for_server(count: int) -> list[dict[str, Any]]:
 
 
 def assert_identical(db: HostDB, central: Central, entity: str, *, count: int | None = None) -> None:
-    """Both sides hold the same live records (no duplicates), ``count`` of them, nothing pending."""
-    local, remote = db.live(entity), central.live(entity)
+    """Both sides hold the same live records (no duplicates), ``count`` of them, nothing pending:
+    the same stored values, field by field, read raw from each database."""
+    local, remote = db.live(entity), central.stored(entity)
     rows = db.sql(f"SELECT count(*), count(DISTINCT id) FROM {entity} WHERE deleted_at IS NULL")[0]
     assert rows[0] == rows[1] == len(local), f"duplicate local ids: {tuple(rows)}"
     if count is not None:

@@ -9,6 +9,10 @@ server version this device last agreed with. The answers are applied in one tran
 A record changed again while its batch was on the wire stays pending; a batch applied by
 the server whose answer was lost is re-sent next time and answered ``unchanged``.
 
+After a sync the device holds exactly the server's values (spec §6.11): a pushed row the
+host app wrote as ``1500`` or ``2026-12-01T10:00`` is rewritten as the server stores it
+(``1500.00``, ``2026-12-01``), and a pulled record is written as it came.
+
 Records changed on both sides are merged field by field (``worker.merge``); what cannot be
 merged is settled by the run's policy or, under ``manual``, kept in ``sync_conflicts``.
 """
@@ -24,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from server.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
 from worker.errors import SyncError
@@ -90,11 +94,21 @@ class RunResult:
         return data
 
 
+class _Outgoing(NamedTuple):
+    """One record of a batch on its way to the server."""
+
+    meta: sqlite3.Row
+    #: The record as sent: every field, canonical, with ``base_version``.
+    record: dict[str, Any]
+    #: The host app's row as it was read for the push; None for a hard-deleted record.
+    row: dict[str, Any] | None
+
+
 @dataclass
 class _Prepared:
     """One batch ready to send: what goes out, what fails validation, what needs no push."""
 
-    outgoing: list[tuple[sqlite3.Row, dict[str, Any]]] = field(default_factory=list)
+    outgoing: list[_Outgoing] = field(default_factory=list)
     invalid: list[tuple[sqlite3.Row, str]] = field(default_factory=list)
     forget: list[sqlite3.Row] = field(default_factory=list)
 
@@ -315,7 +329,7 @@ class SyncEngine:
             prepared = self._prepare(entity, batch)
             while batch:
                 outgoing = prepared.outgoing
-                answer = sender.submit(self.remote.push, entity, [record for _, record in outgoing]) if outgoing else None
+                answer = sender.submit(self.remote.push, entity, [item.record for item in outgoing]) if outgoing else None
                 following = self.store.pending(entity, after=batch[-1]["id"], limit=options.batch_size)
                 upcoming = self._prepare(entity, following)
                 results = answer.result() if answer else []
@@ -338,28 +352,33 @@ class SyncEngine:
             if meta["deleted_data"] is not None and meta["remote_version"] is None:
                 prepared.forget.append(meta)  # created and hard-deleted before it ever reached the server
                 continue
-            plain = {name: as_text(value) for name, value in _local_raw(meta, rows.get(meta["record_id"])).items()}
+            row = rows.get(meta["record_id"]) if meta["deleted_data"] is None else None
+            plain = {name: as_text(value) for name, value in _local_raw(meta, row).items()}
             try:
                 local, _ = validate(entity, plain)
             except InvalidRecord as exc:
                 prepared.invalid.append((meta, str(exc)))
                 continue
-            prepared.outgoing.append((meta, {**local, "base_version": meta["remote_version"]}))
+            prepared.outgoing.append(_Outgoing(meta, {**local, "base_version": meta["remote_version"]}, row))
         return prepared
 
     def _apply_results(
-        self, conn: sqlite3.Connection, entity: str, outgoing: list[tuple[sqlite3.Row, dict[str, Any]]],
+        self, conn: sqlite3.Connection, entity: str, outgoing: list[_Outgoing],
         results: list[dict[str, Any]], policy: Policy, run: RunResult,
     ) -> int:
-        """Apply the server's answers to one batch; returns how many records need another pass."""
-        ids = [meta["id"] for meta, _ in outgoing]
+        """Apply the server's answers to one batch; returns how many records need another pass.
+
+        Runs in the engine's write transaction, so the host app cannot write between the check
+        that a row is as it was read and the rewrite of that row in the server's form."""
+        fields = data_fields(entity)
+        ids = [item.meta["id"] for item in outgoing]
         current: dict[int, int] = {}
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
             marks = ",".join("?" * len(chunk))
             current.update(conn.execute(f"SELECT id, local_version FROM sync_metadata WHERE id IN ({marks})", chunk))
         agreed, tombstones, again, now = [], [], 0, now_iso()
-        for (meta, sent), result in zip(outgoing, results, strict=True):
+        for (meta, sent, row), result in zip(outgoing, results, strict=True):
             status = result["status"]
             changed_meanwhile = current.get(meta["id"]) != meta["local_version"]
             if status == "rejected":
@@ -375,15 +394,17 @@ class SyncEngine:
                 again += 1
                 continue
             run.pushed += status != "unchanged"
-            stored = {name: (result.get("record") or sent).get(name) for name in data_fields(entity)}
+            stored = {name: (result.get("record") or sent).get(name) for name in fields}
             if changed_meanwhile:  # sent, but edited again since: still pending, from the new base
                 conn.execute(
                     "UPDATE sync_metadata SET remote_version = ?, base_data = ? WHERE id = ?",
                     (result["version"], json.dumps(stored), meta["id"]),
                 )
                 continue
-            if result.get("record"):  # the server changed something (e.g. renumbered): adopt it
-                self._write_row(conn, entity, stored, row_exists=meta["deleted_data"] is None)
+            # Adopt what the server holds: its numbers, and its spelling of every value the
+            # host app wrote another way ('1500' is stored as '1500.00'), so both sides agree.
+            if row is not None and any(row.get(name) != stored[name] for name in fields):
+                self._write_row(conn, entity, stored, row_exists=True)
             agreed.append((entity, meta["record_id"], meta["local_version"], meta["local_version"], result["version"], now))
             if meta["deleted_data"] is not None:
                 tombstones.append((meta["deleted_data"], meta["id"]))
