@@ -10,10 +10,12 @@ that no ``craftsync run`` of the developer's is found or touched.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
 import re
+import select
 import shutil
 import signal
 import sqlite3
@@ -411,6 +413,49 @@ class UiPage:
             self.context = None
 
 
+# -- the window (pywebview on QtWebEngine, under Xvfb) ----------------------------------------
+
+#: Xvfb's screen: a little taller than the window (1280×820) so that all of it is on screen.
+SCREEN: Final = "1280x900x24"
+
+
+def require_qtwebengine() -> None:
+    try:
+        found = importlib.util.find_spec("PyQt6.QtWebEngineWidgets") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        service_missing("PyQt6-WebEngine is not installed (pywebview[qt] has no wheel for this platform)")
+
+
+@pytest.fixture
+def display(tmp_path: Path) -> Iterator[str]:
+    """A new Xvfb display (Xvfb picks a free number itself: -displayfd)."""
+    require_xvfb()
+    require_qtwebengine()
+    read_end, write_end = os.pipe()
+    log = tmp_path / "xvfb.log"
+    with open(log, "wb") as out:
+        xvfb = subprocess.Popen([str(XVFB), "-displayfd", str(write_end), "-screen", "0", SCREEN, "-nolisten", "tcp"],
+                                pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 30)
+        number = os.read(read_end, 64).decode().strip() if ready else ""
+        if not number.isdigit():
+            pytest.fail(f"Xvfb gave no display number within 30 s:\n{tail(log)}")
+        yield f":{number}"
+    finally:
+        os.close(read_end)
+        stop_group(xvfb, timeout=10)
+
+
+def window_env(home: Path, display: str, **variables: str) -> dict[str, str]:
+    """No REDIS_URL and no remote: the session starts its embedded broker and demo server."""
+    return run_env(home, DISPLAY=display, QT_QPA_PLATFORM="xcb", **variables)
+
+
 def wait_run(run: DesktopRun, run_id: str, *, timeout: float) -> dict[str, Any]:
     """The local history row of ``run_id`` once that run has ended (the local database is the
     truth; the page's cards follow events on a Redis channel)."""
@@ -452,6 +497,7 @@ def copy_screenshot(source: Path, name: str) -> Path:
 
 __all__ = [
     "CHROMIUM",
+    "SCREEN",
     "SCREENSHOTS",
     "SMALL_VIEWPORT",
     "VIEWPORT",
@@ -461,11 +507,13 @@ __all__ = [
     "another_redis_db",
     "chromium",
     "copy_screenshot",
+    "display",
     "free_port",
     "kill_pids",
     "living",
     "local_rows",
     "require_chromium",
+    "require_qtwebengine",
     "require_xvfb",
     "run_env",
     "run_history",
@@ -475,5 +523,6 @@ __all__ = [
     "ui_post",
     "wait_run",
     "wait_until",
+    "window_env",
     "write_preferences",
 ]

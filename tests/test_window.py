@@ -15,38 +15,28 @@ loads (see .ci/run). No screenshot tool is needed: the screen is grabbed with Py
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
 import pytest
 
-from tests.conftest import service_missing
 from tests.e2e_helpers import (
     SCREENSHOTS,
-    XVFB,
     DesktopRun,
+    display,  # noqa: F401  (fixture)
     free_port,
-    require_xvfb,
-    run_env,
-    stop_group,
-    tail,
     wait_until,
+    window_env,
 )
 from tests.worker_helpers import ROOT
 
 pytestmark = pytest.mark.slow
-
-#: Xvfb's screen: a little taller than the window (1280×820) so that all of it is on screen.
-SCREEN: Final = "1280x900x24"
 
 #: Start a session and open its window as ``craftsync run`` does, then read the page's own
 #: status indicator through pywebview's evaluate_js; write what it saw to argv[1], keep the
@@ -126,43 +116,6 @@ if not image.save(sys.argv[1], "PNG"):
 colours = {image.pixel(i, j) for i in range(0, image.width(), 4) for j in range(0, image.height(), 4)}
 print(image.width(), image.height(), len(colours))
 '''
-
-
-def require_qtwebengine() -> None:
-    try:
-        found = importlib.util.find_spec("PyQt6.QtWebEngineWidgets") is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        service_missing("PyQt6-WebEngine is not installed (pywebview[qt] has no wheel for this platform)")
-
-
-@pytest.fixture
-def display(tmp_path: Path) -> Iterator[str]:
-    """A new Xvfb display (Xvfb picks a free number itself: -displayfd)."""
-    require_xvfb()
-    require_qtwebengine()
-    read_end, write_end = os.pipe()
-    log = tmp_path / "xvfb.log"
-    with open(log, "wb") as out:
-        xvfb = subprocess.Popen([str(XVFB), "-displayfd", str(write_end), "-screen", "0", SCREEN, "-nolisten", "tcp"],
-                                pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], 30)
-        number = os.read(read_end, 64).decode().strip() if ready else ""
-        if not number.isdigit():
-            pytest.fail(f"Xvfb gave no display number within 30 s:\n{tail(log)}")
-        yield f":{number}"
-    finally:
-        os.close(read_end)
-        stop_group(xvfb, timeout=10)
-
-
-def window_env(home: Path, display: str, **variables: str) -> dict[str, str]:
-    """No REDIS_URL and no remote: the session starts its embedded broker and demo server."""
-    return run_env(home, DISPLAY=display, QT_QPA_PLATFORM="xcb", **variables)
 
 
 def grab(display: str, target: Path, geometry: list[int]) -> tuple[int, int, int]:
