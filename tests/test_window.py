@@ -33,6 +33,7 @@ from tests.e2e_helpers import (
     free_port,
     wait_until,
     window_env,
+    write_preferences,
 )
 from tests.worker_helpers import ROOT
 
@@ -133,6 +134,8 @@ def test_a_real_pywebview_window_under_xvfb_shows_the_status_live_from_inside_th
     # Given: a desktop session (embedded broker, demo server, workers, UI server) and its
     # pywebview window on a real X display
     home = tmp_path / "home"
+    # No sync at launch: the page is to say "Online", not "Syncing…" during the launch sync
+    write_preferences(home, sync_on_launch=False)
     seen_file = tmp_path / "seen.json"
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
