@@ -210,8 +210,8 @@ def _live(store: LocalStore, entity: str, record_id: str) -> dict[str, Any]:
 
 def _answer(store: LocalStore, entity: str, record_id: str) -> dict[str, Any]:
     """The record as the list shows it, display fields included."""
-    row = store.conn.execute(f"SELECT {_columns(entity)} FROM {_source(entity)} WHERE t.id = ?", (record_id,)).fetchone()
-    return _shown(entity, row)
+    statement = f"SELECT {_columns(entity)} FROM {_source(entity)} WHERE t.id = ?"
+    return _shown(entity, store.conn.execute(statement, (record_id,)).fetchone())
 
 
 def _plain(entity: str, row: Any) -> dict[str, Any]:

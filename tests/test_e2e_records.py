@@ -17,8 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import DesktopRun, RemoteServer, UiPage, chromium, local_rows, ui_post, wait_run  # noqa: F401
-from tests.e2e_helpers import write_preferences
+from tests.e2e_helpers import (
+    DesktopRun,
+    RemoteServer,
+    UiPage,
+    chromium,  # noqa: F401  (fixture)
+    local_rows,
+    ui_post,
+    wait_run,
+    write_preferences,
+)
 from tests.test_e2e_ui import central, desktop, open_ui, remote_env  # noqa: F401  (fixtures)
 from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (fixture)
 
@@ -30,9 +38,10 @@ NARROW = {"width": 800, "height": 760}
 
 
 @pytest.fixture
-def shop(tmp_path: Path, redis_db: RedisDB, central: RemoteServer,  # noqa: F811
+def shop(chromium: Any, tmp_path: Path, redis_db: RedisDB, central: RemoteServer,  # noqa: F811
          desktop: Callable[..., DesktopRun]) -> DesktopRun:  # noqa: F811
-    """A desktop that syncs only when asked, on the test's own Redis and server."""
+    """A desktop that syncs only when asked, on the test's own Redis and server (and a browser
+    to drive it: without Chromium the test skips before starting anything)."""
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False, auto_sync=False)
     return desktop(home, **remote_env(redis_db, central))
@@ -117,7 +126,8 @@ def test_a_quote_is_linked_to_its_customer_by_typing_part_of_the_name_and_pickin
     assert options(ui, "customer_id") == ["Anna Schmidt\nMaple Craft Co. · anna@maple.example"]
     # ... typing "ann" instead lists both Annas; the arrow keys move through them
     page.fill(picker, "ann")
-    page.wait_for_function("() => document.querySelectorAll('#record-field-customer_id-options [role=option]').length === 2")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#record-field-customer_id-options [role=option]').length === 2")
     page.keyboard.press("ArrowDown")
     assert page.get_attribute(picker, "aria-expanded") == "true"
     assert page.get_attribute(picker, "aria-activedescendant") == "record-field-customer_id-option-0"
@@ -354,7 +364,8 @@ def test_the_lists_are_readable_at_800_pixels_with_long_emails_cities_and_notes(
     # In a wide window the 10,000-character note is one short cell with "…"
     page.set_viewport_size({"width": 1500, "height": 820})
     note = page.evaluate("""() => {
-        const el = [...document.querySelectorAll('#records-customers tbody .cell')].find((c) => c.textContent.startsWith('Oak'));
+        const el = [...document.querySelectorAll('#records-customers tbody .cell')]
+            .find((c) => c.textContent.startsWith('Oak'));
         return {length: el.textContent.length, end: el.textContent.slice(-1), lines: el.getClientRects().length,
                 width: el.getBoundingClientRect().width};
     }""")

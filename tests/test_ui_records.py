@@ -159,6 +159,9 @@ def test_a_customers_quotes_and_orders_are_listed_by_filtering_on_the_customer(
     # Her orders, and the orders of one quote
     assert _names(_json(page.get(f"/api/records/orders?customer_id={anna['id']}"))) == ["Anna Schmidt"]
     assert _json(page.get(f"/api/records/orders?quote_id={oak['id']}"))["total"] == 1
+    # ... and the order form's quote picker can be kept to one customer's quotes the same way
+    picked = _json(page.get(f"/api/records/quotes/choices?customer_id={bob['id']}"))["choices"]
+    assert [c["project_name"] for c in picked] == ["Pine shelf"]
     # A customer of none, and filters an entity does not have
     assert _json(page.get("/api/records/quotes?customer_id=" + "f" * 32))["records"] == []
     assert page.get(f"/api/records/customers?customer_id={anna['id']}").status_code == 400
@@ -217,6 +220,11 @@ def test_every_bad_field_of_a_record_is_named_at_once(page: Page) -> None:
         "project_name": "At most 200 characters (this has 201)",
         "customer_id": "Choose a customer from the list",
     }}
+
+
+def test_the_names_shown_with_a_record_are_not_fields_it_can_be_sent_with(page: Page, anna: dict[str, Any]) -> None:
+    response = page.post("/api/records/quotes", json={"customer_id": anna["id"], "customer_name": "Someone else"})
+    assert response.status_code == 400 and _json(response)["message"] == "Not fields of quotes: customer_name."
 
 
 def test_an_edit_with_a_bad_value_is_refused_at_its_field_and_writes_nothing(ui: Ui, page: Page,

@@ -192,7 +192,9 @@ function pickerControl(name, entity, initial, { onPick = () => {} } = {}) {
     }));
     empty.textContent = found.length ? "" : nothing;
     empty.hidden = found.length > 0;
-    status.textContent = found.length ? `${found.length} ${found.length === 1 ? "match" : "matches"}, use the arrow keys to choose` : nothing;
+    status.textContent = found.length
+      ? `${found.length} ${found.length === 1 ? "match" : "matches"}, use the arrow keys to choose`
+      : nothing;
     open(document.activeElement === input);
   }
 
@@ -361,7 +363,7 @@ export function createRecordForm() {
     const initial = record ? pickedFrom(name, record) : preset?.[name] ?? null;
     const onPick = name === "quote_id" && entity === "orders"
       ? (quote) => { // an order is for its quote's customer
-        if (quote?.customer_id && controls.customer_id) {
+        if (quote?.customer_name && controls.customer_id) { // (a customer not on this computer cannot be picked)
           controls.customer_id.set({ id: quote.customer_id, name: quote.customer_name, company: quote.customer_company });
         }
       }

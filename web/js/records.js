@@ -67,8 +67,10 @@ function cell(col, record) {
   const text = String(col.text(record) ?? "");
   const unknown = text && col.text === customerText && !record.customer_name;
   return h("td", { class: classes(col.num && "num", widthClass(col)) },
-    h("span", { class: classes("cell", col.short && "cell-short", unknown && "value-empty"), title: text.length > 20 ? truncate(text, TOOLTIP_CHARS) : null },
-      truncate(text, CELL_CHARS)));
+    h("span", {
+      class: classes("cell", col.short && "cell-short", unknown && "value-empty"),
+      title: text.length > 20 ? truncate(text, TOOLTIP_CHARS) : null,
+    }, truncate(text, CELL_CHARS)));
 }
 
 export function mountRecords(root) {
@@ -131,7 +133,9 @@ export function mountRecords(root) {
   /** Show the quotes (or orders) of one customer. */
   function showCustomers(target, customer) {
     Object.assign(state[target], {
-      filter: { field: "customer_id", id: customer.id, name: customer.name || customerLabel(customer), text: customerLabel(customer) },
+      filter: {
+        field: "customer_id", id: customer.id, name: customer.name || customerLabel(customer), text: customerLabel(customer),
+      },
       q: "", offset: 0, stale: true,
     });
     tabs.select(target);
@@ -214,7 +218,8 @@ export function mountRecords(root) {
 
   async function remove(record, button) {
     const name = recordTitle(entity, record) || record.id;
-    if (!(await confirmAction(`Delete ${singular(entity)} “${name}”? It will also be deleted on the server at the next sync.`))) return;
+    const question = `Delete ${singular(entity)} “${name}”? It will also be deleted on the server at the next sync.`;
+    if (!(await confirmAction(question))) return;
     try {
       await busy(button, () => api.deleteRecord(entity, record.id));
       changed(sentence(`Deleted ${name}`));
