@@ -68,8 +68,11 @@ export const api = {
   resolve: (id, use, data) =>
     request("POST", `/api/conflicts/${encodeURIComponent(id)}/resolve`, data ? { use, data } : { use }),
   history: (limit = 50) => request("GET", `/api/history${query({ limit })}`),
-  records: (entity, { q, limit = 100, offset = 0 } = {}) =>
-    request("GET", `/api/records/${entity}${query({ q, limit, offset })}`),
+  /** params: q, limit, offset, customer_id, quote_id (docs/UI-API.md). */
+  records: (entity, { limit = 100, offset = 0, ...params } = {}) =>
+    request("GET", `/api/records/${entity}${query({ ...params, limit, offset })}`),
+  /** The picker's matches for `q` (docs/UI-API.md). */
+  choices: (entity, q, limit = 10) => request("GET", `/api/records/${entity}/choices${query({ q, limit })}`),
   createRecord: (entity, data) => request("POST", `/api/records/${entity}`, data),
   updateRecord: (entity, id, data) =>
     request("PUT", `/api/records/${entity}/${encodeURIComponent(id)}`, data),

@@ -6,7 +6,7 @@
 // turn into a conflict with someone else's change to it. A refusal names its fields: each
 // message is shown under its field, which is highlighted, and the first one gets the focus.
 
-import { ApiError } from "./api.js";
+import { api } from "./api.js";
 import { busy, h, messageLine, replace } from "./dom.js";
 import { customerLabel, formLabel, quoteLabel, recordTitle, REQUIRED, singular } from "./format.js";
 
@@ -21,50 +21,6 @@ const PLACEHOLDERS = [
 export const REFERENCES = { customer_id: "customers", quote_id: "quotes" };
 const CHOICES_LIMIT = 10;
 const LOOKUP_DELAY_MS = 150;
-
-// -- the record endpoints --------------------------------------------------------------------
-
-/**
- * Call a record endpoint as api.js does, but keep what a refusal says per field (on the
- * thrown ApiError as `fields`) and pass every query parameter on (filters, pickers).
- */
-async function recordRequest(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch {
-    throw new ApiError("Cannot reach CraftSync: the local service is not answering.");
-  }
-  if (response.status === 204) return null;
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    const message = data?.message || `${response.status} ${response.statusText || "error"}`;
-    const error = new ApiError(message, { status: response.status, code: data?.error || "" });
-    error.fields = data?.fields || {};
-    throw error;
-  }
-  return data;
-}
-
-function query(params) {
-  const entries = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "");
-  return entries.length ? `?${new URLSearchParams(entries)}` : "";
-}
-
-export const recordsApi = {
-  /** params: q, limit, offset, customer_id, quote_id (docs/UI-API.md). */
-  list: (entity, params = {}) => recordRequest("GET", `/api/records/${entity}${query(params)}`),
-  choices: (entity, q) => recordRequest("GET", `/api/records/${entity}/choices${query({ q, limit: CHOICES_LIMIT })}`),
-  save: (entity, id, data) =>
-    id
-      ? recordRequest("PUT", `/api/records/${entity}/${encodeURIComponent(id)}`, data)
-      : recordRequest("POST", `/api/records/${entity}`, data),
-};
 
 // -- controls ---------------------------------------------------------------------------------
 
@@ -170,7 +126,7 @@ function pickerControl(name, entity, initial, { onPick = () => {} } = {}) {
     const mine = ++asked;
     let answer;
     try {
-      answer = await recordsApi.choices(entity, q);
+      answer = await api.choices(entity, q, CHOICES_LIMIT);
     } catch (error) {
       if (mine !== asked) return;
       render([], error.message);
@@ -349,7 +305,7 @@ export function createRecordForm() {
     }
     if (record && Object.keys(data).length === 0) return dialog.close();
     try {
-      const answer = await busy(save, () => recordsApi.save(entity, record?.id, data));
+      const answer = await busy(save, () => record ? api.updateRecord(entity, record.id, data) : api.createRecord(entity, data));
       job.saved = answer?.record ?? true;
       dialog.close();
     } catch (failure) {

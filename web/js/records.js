@@ -11,7 +11,7 @@ import {
   count, customerLabel, dateTime, entityLabel, ENTITIES, fieldLabel, FIELDS, recordTitle, relativeTime, sentence,
   singular, truncate,
 } from "./format.js";
-import { createRecordForm, recordsApi } from "./record-form.js";
+import { createRecordForm } from "./record-form.js";
 import { createTabs } from "./tabs.js";
 
 const PAGE = 100;
@@ -155,7 +155,7 @@ export function mountRecords(root) {
     const params = { q: s.q, limit: PAGE, offset: s.offset };
     if (s.filter) params[s.filter.field] = s.filter.id;
     try {
-      const answer = await recordsApi.list(shown, params);
+      const answer = await api.records(shown, params);
       Object.assign(s, { total: answer.total ?? 0, fields: answer.fields?.length ? answer.fields : s.fields });
       renderRows(shown, answer.records || []);
       if (shown === entity) message.clear();
