@@ -97,6 +97,18 @@ def run_env(home: Path, **variables: str) -> dict[str, str]:
     return env
 
 
+def user_env(home: Path, **variables: str) -> dict[str, str]:
+    """A new user's environment: ours without any CraftSync variable (not even
+    ``CRAFTSYNC_HOME``), HOME as given, no XDG overrides (so the platform's data dir under
+    HOME is used), no display, and no browser for ``--browser`` to start (the test opens its own)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in process_helpers.OWN_VARIABLES and not k.startswith(("XDG_", "CRAFTSYNC"))}
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(name, None)
+    env.update(HOME=str(home), BROWSER="true", PYTHON_KEYRING_BACKEND=NO_KEYRING, PYTHONUNBUFFERED="1", **variables)
+    return env
+
+
 def write_preferences(home: Path, **prefs: Any) -> None:
     """Preferences as the UI saves them (``settings.json`` in the user data dir)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -521,6 +533,7 @@ __all__ = [
     "tail",
     "ui_get",
     "ui_post",
+    "user_env",
     "wait_run",
     "wait_until",
     "window_env",

@@ -17,24 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e_helpers import NO_KEYRING, DesktopRun, RemoteServer, ui_get, wait_run, wait_until
-from tests.process_helpers import OWN_VARIABLES, free_port
+from tests.e2e_helpers import DesktopRun, RemoteServer, ui_get, user_env, wait_run, wait_until
+from tests.process_helpers import free_port
 from tests.worker_helpers import CRAFTSYNC
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 KEY = "first-launch-central-key-0123456789"
-
-
-def user_env(home: Path, **variables: str) -> dict[str, str]:
-    """A new user's environment: ours without any CraftSync variable, HOME empty, no XDG
-    overrides (so the platform's data dir under HOME is used), no browser to start."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in OWN_VARIABLES and not k.startswith("XDG_") and not k.startswith("CRAFTSYNC")}
-    env.update(HOME=str(home), BROWSER="true", PYTHON_KEYRING_BACKEND=NO_KEYRING, PYTHONUNBUFFERED="1", **variables)
-    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
-        env.pop(name, None)
-    return env
 
 
 def data_dir(home: Path) -> Path:
