@@ -234,21 +234,36 @@ class PlaywrightDriver:
             return self.page.evaluate(js)
 
     def wait_for(self, selector_or_js_predicate: str, *, timeout: float, what: str) -> Any:
-        with self._failing(f"waiting {timeout:g} s for {what}"):
-            if selector_or_js_predicate.startswith(JS_PREFIX):
-                handle = self.page.wait_for_function(_predicate_js(selector_or_js_predicate), timeout=timeout * 1000,
-                                                     polling=POLL_INTERVAL_S * 1000)
-                return handle.json_value()
-            self.page.wait_for_selector(selector_or_js_predicate, state="visible", timeout=timeout * 1000)
+        if not selector_or_js_predicate.startswith(JS_PREFIX):
+            with self._failing(f"waiting {timeout:g} s for {what}"):
+                self.page.wait_for_selector(selector_or_js_predicate, state="visible", timeout=timeout * 1000)
             return True
+        # Polled from here: Playwright's in-page polling compiles the predicate with eval,
+        # which the UI's Content-Security-Policy forbids (as it should).
+        expression = f"() => ({_predicate_js(selector_or_js_predicate)})"
+        return self._poll(lambda: self.page.evaluate(expression), timeout=timeout, what=what)
 
     def wait_text(self, selector: str, contains: str, *, timeout: float, what: str) -> str:
         probe = "([sel, part]) => { const el = document.querySelector(sel); " \
                 "return el && el.innerText.includes(part) ? el.innerText.trim() : null; }"
-        with self._failing(f"waiting {timeout:g} s for {what} ({selector} to say {contains!r})"):
-            handle = self.page.wait_for_function(probe, arg=[selector, contains], timeout=timeout * 1000,
-                                                 polling=POLL_INTERVAL_S * 1000)
-            return str(handle.json_value())
+        return str(self._poll(lambda: self.page.evaluate(probe, [selector, contains]), timeout=timeout,
+                              what=f"{what} ({selector} to say {contains!r})"))
+
+    def _poll(self, probe: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        """Repeat ``probe`` until it returns something truthy (returned); a probe that fails
+        while the page is between two documents only means "not yet"."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            try:
+                value = probe()
+                if value:
+                    return value
+            except PlaywrightError as exc:
+                last = f" (last attempt: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})"
+            if time.monotonic() > deadline:
+                raise DriverError(f"timed out after {timeout:g} s waiting for {what}{last}; {self.describe()}")
+            time.sleep(POLL_INTERVAL_S)
 
     def screenshot(self, path: Path) -> Path:
         with self._failing(f"taking a screenshot into {path.name}"):
