@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ import pytest
 
 from tests.e2e_helpers import (
     SMALL_VIEWPORT,
+    VIEWPORT,
     DesktopRun,
     RemoteServer,
     UiPage,
@@ -229,6 +231,54 @@ def test_a_same_field_conflict_between_the_record_editor_and_the_server_resolved
                 what="the history to list the runs")
     assert page.locator(f"#history-table tr[data-run-id='{second}'][data-status='conflicts']").count() == 1
     ui.screenshot("history.png")
+    no_page_errors(ui)
+
+
+def test_a_deletion_here_against_a_10000_character_note_there_names_both_choices_and_keeps_the_dialog_on_screen(
+    tmp_path: Path, redis_db: RedisDB, central: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
+    open_ui: Callable[..., UiPage],
+) -> None:
+    # Given: a customer synced to a desktop that asks about conflicts
+    (customer_id,) = central.seed_customers(1, prefix="Nora Larsen")
+    home = tmp_path / "home"
+    write_preferences(home, sync_on_launch=False, auto_sync=False, conflict_policy="manual")
+    run = desktop(home, **remote_env(redis_db, central))
+    ui = open_ui(run)
+    assert wait_run(run, ui.sync_customers(), timeout=60)["pulled"] == 1
+    # ... deleted here by the host app, while the office writes a 10,000-character note on the server
+    database = home / "craftsync.db"
+    conn = sqlite3.connect(database)
+    conn.execute("UPDATE customers SET deleted_at = '2026-12-01T09:00:00.000Z' WHERE id = ?", (customer_id,))
+    conn.commit()
+    conn.close()
+    note = ("Measured the alcove twice; wants walnut, not oak. " * 200)[:10_000]
+    theirs = {k: v for k, v in central.get("customers", customer_id).items() if k != "version"}
+    theirs.update(notes=note, base_version=central.get("customers", customer_id)["version"])
+    assert central.http.post("/customers", json=theirs).status_code == 200
+    assert wait_run(run, ui.sync_customers(), timeout=60)["status"] == "conflicts"
+    # When: the user opens the conflict
+    page = ui.page
+    ui.wait_for(lambda: ui.text("#conflict-count") == "1", timeout=15, what="one open conflict")
+    page.click("#open-conflicts")
+    page.wait_for_selector("#conflict-dialog[open] #conflict-table")
+    # Then: the buttons say what each choice does to a deleted record
+    assert ui.text("#resolve-local") == "Delete it (as on this computer)"
+    assert ui.text("#resolve-remote") == "Keep it (the server's version)"
+    # And: the note is folded to its start with its length, and the dialog fits the window
+    cell = "#conflict-table tr[data-field='notes'] td:nth-child(3)"
+    folded = ui.text(f"{cell} summary")
+    assert folded.startswith("Measured the alcove twice") and folded.endswith("(10,000 characters)"), folded
+    assert len(folded) < 250 and not page.locator(f"{cell} .value-full").is_visible()
+    box = page.locator("#conflict-dialog").bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], box
+    ui.screenshot("conflict-deletion.png")
+    # When: the user keeps the server's version, the record is back here with the note
+    page.click("#resolve-remote")
+    ui.wait_for(lambda: ui.text("#conflict-message").startswith("Resolved"), timeout=15, what="the resolution")
+    assert "the server's version is kept" in ui.text("#conflict-message")
+    rows = sqlite3.connect(database).execute("SELECT deleted_at, notes FROM customers WHERE id = ?",
+                                             (customer_id,)).fetchall()
+    assert rows == [(None, note)]
     no_page_errors(ui)
 
 
