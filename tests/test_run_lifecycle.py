@@ -98,6 +98,10 @@ def test_run_stopped_with_sigterm_leaves_no_process_no_bound_port_and_no_runtime
         assert busy == [], f"ports still bound: {busy}"
         # ... and the runtime file is gone
         assert not (home / "runtime.json").exists()
+        # ... and the workers were stopped, not killed: each got one SIGTERM, from dramatiq
+        time.sleep(0.5)  # the output thread drains the last lines
+        assert "Killing worker process" not in run.output(), run.output()[-3000:]
+        assert "[WARNING]" not in run.output() and "Traceback" not in run.output(), run.output()[-3000:]
         print(f"\n{len(pids)} processes and ports {sorted(ports)} gone {took:.1f} s after SIGTERM")
     finally:
         run.stop()
