@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import logging
 import sqlite3
 import time
 import uuid
@@ -37,6 +38,8 @@ from worker.remote import Page, RemoteClient
 from worker.store import LocalStore, loads
 
 Direction = Literal["push", "pull", "both"]
+log = logging.getLogger(__name__)
+
 DIRECTIONS: Final = ("push", "pull", "both")
 
 #: Records per pulled page and pushed batch. Pages of 5,000 rows committed 50-75% faster
@@ -136,7 +139,9 @@ class SyncEngine:
                 self._refill_numbers(entity)
             run.status = "conflicts" if self.open_conflicts(entity) else "completed"
         except SyncError as exc:
-            run.status, run.error = "failed", str(exc)
+            # The run's error is what the user reads (the window, --wait); the detail goes to the log.
+            log.warning("%s %s failed: %s", entity, options.direction, exc)
+            run.status, run.error = "failed", exc.plain
         except sqlite3.Error as exc:
             run.status, run.error = "failed", f"local database error: {exc}"
         finally:
