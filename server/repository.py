@@ -171,8 +171,9 @@ class _Batch:
         current = self.current.get(sent["id"])
         data = self._whole_record(sent, current)
         missing = [name for name in required_fields(self.entity) if data[name] is None]
-        if missing:
-            return {"id": sent["id"], "status": "rejected", "reason": "; ".join(f"{name}: Field required" for name in missing)}
+        if missing:  # a new record without them (an update cannot clear them: its type refuses null)
+            reason = "; ".join(f"{name}: Field required" for name in missing)
+            return {"id": sent["id"], "status": "rejected", "reason": reason}
         if current is not None and self._same_content(sent, data, current, base):
             return self._answer("unchanged", sent, current)
         if current is not None and base != current["version"]:
@@ -290,6 +291,7 @@ class _Batch:
                 return number
 
     def _held_by_live_record(self, number: str) -> bool:
+        """Whether a live record in the database holds ``number`` (one bound parameter)."""
         column = self.table.c[self.number_field or ""]
         query = select(self.table.c.id).where(column == number, self.table.c.deleted_at.is_(None)).limit(1)
         return self.conn.execute(query).first() is not None

@@ -497,6 +497,44 @@ def test_nul_character_in_a_string_is_rejected_on_every_backend(client: FlaskCli
     assert set(stored) == {good["id"]}
 
 
+def test_an_empty_date_amount_or_reference_is_stored_as_null_and_empty_text_as_empty(client: FlaskClient) -> None:
+    # Given a customer, and records whose typed fields a form left empty or blank
+    owner = customer(email="", notes="  ")
+    post_json(client, "/api/customers", owner)
+    quote_id = new_id()
+    quote = {"id": quote_id, "customer_id": owner["id"], "total_amount": "", "discount_percent": " ",
+             "valid_until": "", "created_by": ""}
+    order = {"id": new_id(), "quote_id": "", "customer_id": owner["id"], "order_date": "  ", "total_amount": ""}
+    # When they are pushed
+    results = [post_json(client, f"/api/{entity}", record) for entity, record in (("quotes", quote), ("orders", order))]
+    # Then they are created, not refused: empty typed fields hold null, empty text stays as sent
+    assert [r.status_code for r in results] == [201, 201], [r.get_json() for r in results]
+    stored = {entity: {r["id"]: r for r in records} for entity, records in snapshot(client).items()}
+    kept = stored["customers"][owner["id"]]
+    assert (kept["email"], kept["notes"]) == ("", "  ")
+    held = stored["quotes"][quote_id]
+    assert (held["total_amount"], held["discount_percent"], held["valid_until"], held["created_by"]) == (None, None, None, "")
+    placed = stored["orders"][order["id"]]
+    assert (placed["quote_id"], placed["order_date"], placed["total_amount"]) == (None, None, None)
+
+
+def test_a_record_that_is_only_an_id_changes_nothing_and_a_new_one_needs_its_required_fields(
+    client: FlaskClient,
+) -> None:
+    # Given a customer
+    existing = customer(city="Leeds")
+    post_json(client, "/api/customers", existing)
+    before = snapshot(client)
+    # When a record of only its id is pushed, and one of only a new id
+    same = post_json(client, "/api/customers", {"id": existing["id"]})
+    new = post_json(client, "/api/customers", {"id": new_id()})
+    # Then the first is unchanged and the second is refused for its missing name; nothing is written
+    assert (same.status_code, same.get_json()["status"]) == (200, "unchanged")
+    assert (new.status_code, new.get_json()["status"]) == (422, "rejected")
+    assert "name" in new.get_json()["reason"]
+    assert snapshot(client) == before
+
+
 # --------------------------------------------------------------------------- number blocks
 
 
