@@ -132,6 +132,25 @@ def _js_string(value: str) -> str:
     return json.dumps(value)
 
 
+def poll(probe: Callable[[], Any], *, timeout: float, what: str, passing: type[Exception],
+         describe: Callable[[], str]) -> Any:
+    """Repeat ``probe`` until it returns something truthy (returned). A ``passing`` failure
+    of a probe (the page is between two documents) only means "not yet"."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except passing as exc:
+            text = str(exc).strip()
+            last = f" (last attempt: {text.splitlines()[0] if text else type(exc).__name__})"
+        if time.monotonic() > deadline:
+            raise DriverError(f"timed out after {timeout:g} s waiting for {what}{last}; {describe()}")
+        time.sleep(POLL_INTERVAL_S)
+
+
 def _predicate_js(selector_or_js: str) -> str:
     """The JavaScript expression that ``wait_for`` waits on."""
     if selector_or_js.startswith(JS_PREFIX):
@@ -250,20 +269,7 @@ class PlaywrightDriver:
                               what=f"{what} ({selector} to say {contains!r})"))
 
     def _poll(self, probe: Callable[[], Any], *, timeout: float, what: str) -> Any:
-        """Repeat ``probe`` until it returns something truthy (returned); a probe that fails
-        while the page is between two documents only means "not yet"."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            try:
-                value = probe()
-                if value:
-                    return value
-            except PlaywrightError as exc:
-                last = f" (last attempt: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})"
-            if time.monotonic() > deadline:
-                raise DriverError(f"timed out after {timeout:g} s waiting for {what}{last}; {self.describe()}")
-            time.sleep(POLL_INTERVAL_S)
+        return poll(probe, timeout=timeout, what=what, passing=PlaywrightError, describe=self.describe)
 
     def screenshot(self, path: Path) -> Path:
         with self._failing(f"taking a screenshot into {path.name}"):
@@ -530,20 +536,7 @@ class WindowDriver:
             return _describe(str(exc), self.errors)
 
     def _poll(self, probe: Callable[[], Any], *, timeout: float, what: str) -> Any:
-        """Repeat ``probe`` until it returns something truthy (returned). A probe may fail
-        while the page is between two documents: that only means "not yet"."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            try:
-                value = probe()
-                if value:
-                    return value
-            except CdpError as exc:
-                last = f" (last attempt: {exc})"
-            if time.monotonic() > deadline:
-                raise DriverError(f"timed out after {timeout:g} s waiting for {what}{last}; {self.describe()}")
-            time.sleep(POLL_INTERVAL_S)
+        return poll(probe, timeout=timeout, what=what, passing=CdpError, describe=self.describe)
 
     def _ready(self, function_js: str, *args: Any, doing: str) -> dict[str, Any]:
         """Run a check-and-act script until it reports no problem (its answer), for up to
