@@ -18,6 +18,7 @@ from dotenv import load_dotenv
 
 from server.records import ENTITIES
 from shell.preferences import PreferenceStore
+from shell.remote_choice import choose_remote
 from shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
 from worker.engine import DIRECTIONS
 from worker.errors import SyncError
@@ -109,11 +110,12 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 def with_saved_remote(settings: Settings) -> Settings:
     """Fill in the remote URL and key saved in the app's settings where neither the
-    environment nor a running ``craftsync run`` names them."""
+    environment nor a running ``craftsync run`` names them; a saved key only ever goes to
+    the address it was saved for, as in the app."""
     store = PreferenceStore(data_dir())
-    url = settings.remote_url or store.load().remote_url
-    key = settings.remote_key or (store.api_key() if url else None)
-    return settings.with_overrides(remote_url=url, remote_key=key)
+    choice = choose_remote(env_url=settings.remote_url, env_key=settings.remote_key, prefs=store.load(),
+                           saved_key=store.api_key(), demo=None)
+    return settings.with_overrides(remote_url=choice.url, remote_key=choice.key)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,9 +27,8 @@ import redis
 import waitress
 from dramatiq.brokers.redis import RedisBroker
 
-from server.records import ENTITIES
+from server.records import ENTITIES, now_iso
 from shell.broker import EmbeddedBroker
-from server.records import now_iso
 from shell.preferences import PreferenceStore
 from shell.remote_choice import Demo, RemoteChoice, choose_remote
 from shell.scheduler import ConnectionMonitor, Scheduler
@@ -135,7 +134,9 @@ class Session:
 
     def remote(self) -> RemoteSettings | None:
         """The remote API in force, or None when an address or a key is missing."""
-        choice = self.choice()
+        return self._settings_of(self.choice())
+
+    def _settings_of(self, choice: RemoteChoice) -> RemoteSettings | None:
         if not (choice.url and choice.key):
             return None
         try:
@@ -150,7 +151,7 @@ class Session:
             return "Sync is not set up yet: enter the server address and its API key in Settings."
         if not choice.key:
             return f"There is no API key for {choice.url}: enter it in Settings."
-        if self.remote() is None:
+        if self._settings_of(choice) is None:
             return f"The server address {choice.url} cannot be used: correct it in Settings."
         if self.settings.workers and (self.workers is None or self.workers.poll() is not None):
             return "The sync service is not running: close CraftSync and start it again."

@@ -102,9 +102,9 @@ def _close_store(_exc: BaseException | None) -> None:
         store.close()
 
 
-def error(status: int, code: str, message: str) -> Response:
+def error(status: int, code: str, message: str, **extra: Any) -> Response:
     """A JSON refusal: a code for programs, one sentence for people."""
-    response = jsonify(error=code, message=message)
+    response = jsonify(error=code, message=message, **extra)
     response.status_code = status
     return response
 
@@ -242,7 +242,7 @@ def sync() -> tuple[Response, int] | Response:
         abort(400, "policy must be remote, local or manual.")
     blocker = _ctx().sync_blocker()
     if blocker is not None:  # say at once why nothing would happen, rather than queue it
-        return error(409, "cannot_sync", blocker), 409
+        return error(409, "cannot_sync", blocker)
     chosen = [e for e in ENTITIES if e in entities] or list(ENTITIES)
     run_id = _ctx().request_sync(chosen, direction, policy)
     return jsonify(run_id=run_id, entities=chosen), 202
@@ -306,14 +306,13 @@ def put_settings() -> Response:
     for name in (*_READ_ONLY_SETTINGS, "api_key_url"):
         body.pop(name, None)
     before = ctx.choice()
-    if "remote_url" in body:
-        body["remote_url"] = (body["remote_url"] or "").strip().rstrip("/") if isinstance(body["remote_url"], str) \
-            else body["remote_url"]
+    if isinstance(body.get("remote_url"), str):
+        body["remote_url"] = body["remote_url"].strip().rstrip("/")  # as the preferences store it
         if body["remote_url"] == (before.url or "") and before.url_source != "saved":
             del body["remote_url"]  # the form echoed the address in force (the demo server's): not a choice
     if "remote_url" in body and ctx.remote_url_locked:
         return field_error("remote_url", "The server address is set by REMOTE_API_URL; change it there.", 409)
-    new_url = body.get("remote_url") if "remote_url" in body else None
+    new_url = body.get("remote_url")
     saved_key = ctx.preferences.api_key()
     if new_url and new_url != before.url and not key and saved_key and not keep_key:
         return field_error(
@@ -336,9 +335,7 @@ def put_settings() -> Response:
 
 def field_error(name: str, message: str, status: int = 400, *, code: str = "invalid") -> Response:
     """A refusal of one settings field: the sentence goes next to that field in the form."""
-    response = jsonify(error=code, message=message, fields={name: message})
-    response.status_code = status
-    return response
+    return error(status, code, message, fields={name: message})
 
 
 def test_connection() -> Response:

@@ -292,3 +292,16 @@ def test_status_accepts_db_after_the_command_name(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["database"] == str(database)
     assert database.exists()
+
+
+def test_the_cli_never_sends_the_key_saved_for_one_address_to_another(device: Device) -> None:
+    # Given a key saved in the app for the business's server, and REMOTE_API_URL naming another
+    PreferenceStore(device.home).update({"remote_url": device.central.url, "api_key_url": device.central.url})
+    PreferenceStore(device.home).set_api_key(device.central.key)
+    env = device.env(REDIS_URL="", REMOTE_API_URL=closed_api_url(), REMOTE_API_KEY="",
+                     PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    # When the user syncs from the command line
+    result = device.cli("sync", "customers", "--inline", env=env)
+    # Then it refuses in one line for want of a key, rather than send the other server's key
+    assert result.returncode == 1
+    assert "no API key" in one_line_error(result)

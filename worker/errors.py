@@ -30,16 +30,6 @@ class SyncError(Exception):
         #: The failure in one plain sentence for the user, saying what to do.
         self.plain = plain or message
 
-    def __reduce__(self) -> tuple[object, ...]:  # pickles with ``plain`` (keyword-only)
-        return (_rebuild, (type(self), self.__dict__, self.args))
-
-
-def _rebuild(kind: type[SyncError], state: dict[str, object], args: tuple[object, ...]) -> SyncError:
-    error = kind.__new__(kind)
-    Exception.__init__(error, *args)
-    error.__dict__.update(state)
-    return error
-
 
 class RemoteError(SyncError):
     """Raised for any failure talking to the remote API."""
