@@ -12,7 +12,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from server.app import create_app
+        from craftsync.server.app import create_app
 
         return create_app
     raise AttributeError(f"module 'server' has no attribute {name!r}")

@@ -10,11 +10,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from server import repository
-from server.auth import require_key
-from server.errors import ApiError
-from server.openapi import build_openapi
-from server.records import ENTITIES, NUMBER_FIELDS, now_iso, parse_time
+from craftsync.server import repository
+from craftsync.server.auth import require_key
+from craftsync.server.errors import ApiError
+from craftsync.server.openapi import build_openapi
+from craftsync.server.records import ENTITIES, NUMBER_FIELDS, now_iso, parse_time
 
 log = logging.getLogger(__name__)
 

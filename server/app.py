@@ -6,11 +6,11 @@ from flask import Flask
 from flask_limiter import Limiter
 from sqlalchemy import Engine
 
-from server import errors
-from server.api import bp, entities_bp
-from server.auth import rate_limit_key
-from server.config import ServerSettings
-from server.db import make_engine, migrate
+from craftsync.server import errors
+from craftsync.server.api import bp, entities_bp
+from craftsync.server.auth import rate_limit_key
+from craftsync.server.config import ServerSettings
+from craftsync.server.db import make_engine, migrate
 
 
 def create_app(settings: ServerSettings | None = None, *, engine: Engine | None = None) -> Flask:

@@ -12,7 +12,7 @@ import hmac
 
 from flask import current_app, request
 
-from server.errors import ApiError
+from craftsync.server.errors import ApiError
 
 
 def presented_key() -> str | None:

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, func, select
 
-from server import repository
-from server.schema import customers
+from craftsync.server import repository
+from craftsync.server.schema import customers
 
 #: How many of each the demo holds.
 CUSTOMERS: Final = 40

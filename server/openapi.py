@@ -6,7 +6,7 @@ import copy
 from functools import cache
 from typing import Any, Final, get_args
 
-from server.records import (
+from craftsync.server.records import (
     ENTITIES,
     MODELS,
     NUMBER_FIELDS,
@@ -17,7 +17,7 @@ from server.records import (
     Timestamp,
     required_fields,
 )
-from server.repository import MAX_BATCH, MAX_LIMIT, MAX_NUMBER_BLOCK
+from craftsync.server.repository import MAX_BATCH, MAX_LIMIT, MAX_NUMBER_BLOCK
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, func, insert, select, update
 
-from server.records import (
+from craftsync.server.records import (
     NUMBER_FIELDS,
     REFERENCES,
     InvalidRecord,
@@ -40,7 +40,7 @@ from server.records import (
     required_fields,
     validate_fields,
 )
-from server.schema import TABLES, counters, number_blocks
+from craftsync.server.schema import TABLES, counters, number_blocks
 
 #: Page size when a client names none, and the most it may ask for.
 DEFAULT_LIMIT: Final = 500

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from server.records import MONEY_PRECISION, PERCENT_PRECISION
+from craftsync.server.records import MONEY_PRECISION, PERCENT_PRECISION
 
 metadata = MetaData()
 

@@ -6,9 +6,9 @@ import logging
 
 from waitress import serve as waitress_serve
 
-from server import create_app
-from server.config import ServerSettings
-from server.demo import seed
+from craftsync.server import create_app
+from craftsync.server.config import ServerSettings
+from craftsync.server.demo import seed
 
 #: Worker threads of the WSGI server; the database pool is sized to match.
 THREADS = 8

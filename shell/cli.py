@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 
 from dotenv import load_dotenv
 
-from server.records import ENTITIES
-from shell.preferences import PreferenceStore
-from shell.remote_choice import choose_remote
-from shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
-from worker.engine import DIRECTIONS
-from worker.errors import SyncError
-from worker.merge import POLICIES
-from worker.settings import Settings, data_dir
+from craftsync.server.records import ENTITIES
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.shell.remote_choice import choose_remote
+from craftsync.shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
+from craftsync.worker.engine import DIRECTIONS
+from craftsync.worker.errors import SyncError
+from craftsync.worker.merge import POLICIES
+from craftsync.worker.settings import Settings, data_dir
 
 
 def _port(value: str) -> int:
@@ -47,8 +47,8 @@ def _entity(value: str) -> str:
 def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from server.config import ServerSettings
-    from server.serve import serve
+    from craftsync.server.config import ServerSettings
+    from craftsync.server.serve import serve
 
     try:
         serve(ServerSettings.from_env(), host=args.host, port=args.port, demo=args.demo)
@@ -62,8 +62,8 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
-    from shell.session import Session, SessionError
-    from shell.window import NoGui, gui_problem, open_browser, open_window
+    from craftsync.shell.session import Session, SessionError
+    from craftsync.shell.window import NoGui, gui_problem, open_browser, open_window
 
     session = Session(Settings.from_env(use_runtime=False).with_overrides(database=settings.database))
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -95,7 +95,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     serve exactly that address and password, so every process finds it."""
     from urllib.parse import urlsplit
 
-    from shell.broker import BrokerError, serve_forever
+    from craftsync.shell.broker import BrokerError, serve_forever
 
     port, password = args.port, None
     if settings.redis_url:

@@ -17,17 +17,17 @@ from typing import Any, Final
 import redis
 from sqlalchemy.engine import make_url
 
-from server.records import ENTITIES
-from shell.preferences import PreferenceStore
-from worker.conflicts import open_conflicts, resolve
-from worker.engine import SyncEngine, SyncOptions
-from worker.errors import SyncError
-from worker.events import channel, follow
-from worker.imports import CHUNK_ROWS, queue_import, read_csv
-from worker.queue import ordered, request_sync
-from worker.remote import RemoteClient
-from worker.settings import Settings, data_dir
-from worker.store import LocalStore
+from craftsync.server.records import ENTITIES
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.worker.conflicts import open_conflicts, resolve
+from craftsync.worker.engine import SyncEngine, SyncOptions
+from craftsync.worker.errors import SyncError
+from craftsync.worker.events import channel, follow
+from craftsync.worker.imports import CHUNK_ROWS, queue_import, read_csv
+from craftsync.worker.queue import ordered, request_sync
+from craftsync.worker.remote import RemoteClient
+from craftsync.worker.settings import Settings, data_dir
+from craftsync.worker.store import LocalStore
 
 #: Exit codes of ``craftsync sync --wait`` / ``--inline`` (spec §3).
 EXIT_OK: Final = 0
@@ -209,7 +209,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     # An idle worker polls Redis every 100 ms instead of every second (dramatiq reads this
     # in each worker process), so that a sync request is picked up at once.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
-    argv = ["worker.actors", "--processes", str(args.processes), "--threads", str(args.threads)]
+    argv = ["craftsync.worker.actors", "--processes", str(args.processes), "--threads", str(args.threads)]
     return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
 
 
@@ -249,7 +249,7 @@ def _entity_status(store: LocalStore, entity: str) -> dict[str, Any]:
 
 def _connection(settings: Settings) -> dict[str, Any]:
     """One health check of the remote API, as the app's connection monitor does it."""
-    from shell.scheduler import ConnectionMonitor
+    from craftsync.shell.scheduler import ConnectionMonitor
 
     try:
         remote_settings = settings.remote()

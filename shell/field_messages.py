@@ -15,8 +15,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from server import records
-from server.records import MODELS, MONEY_PRECISION, PERCENT_PRECISION, REFERENCES
+from craftsync.server import records
+from craftsync.server.records import MODELS, MONEY_PRECISION, PERCENT_PRECISION, REFERENCES
 
 #: Field names whose label is not their name in words.
 LABELS: Final = {"customer_id": "Customer", "quote_id": "Quote", "email": "E-mail", "zip": "ZIP code"}

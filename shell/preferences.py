@@ -18,7 +18,7 @@ import keyring.errors
 from keyring.backends import fail
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from worker.settings import ensure_dir
+from craftsync.worker.settings import ensure_dir
 
 #: Keyring service and user names under which the key is stored.
 KEYRING_SERVICE: Final = "craftsync"

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 from flask import Flask, Response, abort, jsonify, request
 
-from server.records import ENTITIES, REFERENCES, InvalidRecord, data_fields, now_iso, validate
-from shell import field_messages
-from worker.store import LocalStore
+from craftsync.server.records import ENTITIES, REFERENCES, InvalidRecord, data_fields, now_iso, validate
+from craftsync.shell import field_messages
+from craftsync.worker.store import LocalStore
 
 #: Fields the user never edits: the id is made by the database, the times by the edits.
 READ_ONLY: Final = ("id", "created_at", "updated_at", "deleted_at")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shell.preferences import Preferences
+from craftsync.shell.preferences import Preferences
 
 Source = Literal["environment", "saved", "demo"]
 

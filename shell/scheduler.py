@@ -19,9 +19,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from shell.preferences import PreferenceStore
-from worker.errors import RemoteError
-from worker.remote import RemoteClient, RemoteSettings
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.worker.errors import RemoteError
+from craftsync.worker.remote import RemoteClient, RemoteSettings
 
 log = logging.getLogger(__name__)
 

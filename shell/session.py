@@ -27,17 +27,17 @@ import redis
 import waitress
 from dramatiq.brokers.redis import RedisBroker
 
-from server.records import ENTITIES, now_iso
-from shell.broker import EmbeddedBroker
-from shell.preferences import PreferenceStore
-from shell.remote_choice import Demo, RemoteChoice, choose_remote
-from shell.scheduler import ConnectionMonitor, Scheduler
-from shell.ui_server import UiContext, create_ui_app
-from worker.errors import ConfigurationError
-from worker.queue import ordered, request_sync
-from worker.remote import RemoteSettings
-from worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
-from worker.store import LocalStore
+from craftsync.server.records import ENTITIES, now_iso
+from craftsync.shell.broker import EmbeddedBroker
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
+from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
+from craftsync.shell.ui_server import UiContext, create_ui_app
+from craftsync.worker.errors import ConfigurationError
+from craftsync.worker.queue import ordered, request_sync
+from craftsync.worker.remote import RemoteSettings
+from craftsync.worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
+from craftsync.worker.store import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Session:
         port, key = _free_port(), secrets.token_urlsafe(24)
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{data_dir() / 'demo-central.db'}", "API_KEYS": key}
         env.pop("REDIS_URL", None)
-        process = _spawn([sys.executable, "-m", "shell.cli", "server", "--demo", "--port", str(port)], env)
+        process = _spawn([sys.executable, "-m", "craftsync.shell.cli", "server", "--demo", "--port", str(port)], env)
         self._demo_process = process
         demo = Demo(url=f"http://127.0.0.1:{port}/api", key=key)
         _wait_healthy(demo.url, process)
@@ -167,7 +167,7 @@ class Session:
         env = {**os.environ, **self.settings.to_env(), "REDIS_URL": self.redis_url}
         if remote is not None:
             env.update(REMOTE_API_URL=remote.base_url, REMOTE_API_KEY=remote.api_key)
-        argv = [sys.executable, "-m", "shell.cli", "worker", "--processes", str(self.settings.workers)]
+        argv = [sys.executable, "-m", "craftsync.shell.cli", "worker", "--processes", str(self.settings.workers)]
         self.workers = _spawn(argv, env) if remote is not None else None
 
     def _settings_changed(self) -> None:

@@ -13,6 +13,7 @@ strict Content-Security-Policy.
 from __future__ import annotations
 
 import hmac
+import importlib.resources
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -23,17 +24,17 @@ import redis
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from server.records import ENTITIES
-from shell import records_api
-from shell.preferences import InvalidPreferences, PreferenceStore, masked
-from shell.remote_choice import RemoteChoice
-from worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
-from worker.errors import SyncError
-from worker.events import channel
-from worker.remote import RemoteClient, RemoteSettings
-from worker.store import LocalStore
+from craftsync.server.records import ENTITIES
+from craftsync.shell import records_api
+from craftsync.shell.preferences import InvalidPreferences, PreferenceStore, masked
+from craftsync.shell.remote_choice import RemoteChoice
+from craftsync.worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
+from craftsync.worker.errors import SyncError
+from craftsync.worker.events import channel
+from craftsync.worker.remote import RemoteClient, RemoteSettings
+from craftsync.worker.store import LocalStore
 
-WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR: Final = Path(str(importlib.resources.files("craftsync.web")))
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

@@ -10,8 +10,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from server import create_app
-from server.config import ServerSettings
+from craftsync.server import create_app
+from craftsync.server.config import ServerSettings
 
 API_KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -30,14 +30,14 @@ import httpx
 import psutil
 import redis
 
-from worker.events import channel
+from craftsync.worker.events import channel
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 #: The console script of the project installed in .venv.
 CRAFTSYNC_SCRIPT: Final = ROOT / ".venv" / "bin" / "craftsync"
 #: The command: the console script when the project is installed in .venv, else the module.
 CRAFTSYNC: Final = (
-    [str(CRAFTSYNC_SCRIPT)] if CRAFTSYNC_SCRIPT.exists() else [sys.executable, "-m", "shell.cli"]
+    [str(CRAFTSYNC_SCRIPT)] if CRAFTSYNC_SCRIPT.exists() else [sys.executable, "-m", "craftsync.shell.cli"]
 )
 #: Environment variables that must not leak from the developer's shell into the processes.
 OWN_VARIABLES: Final = ("REDIS_URL", "REMOTE_API_URL", "REMOTE_API_KEY", "CRAFTSYNC_DB", "CRAFTSYNC_WORKERS",

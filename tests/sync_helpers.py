@@ -18,11 +18,11 @@ import httpx
 from flask import Flask
 from sqlalchemy import create_engine, text
 
-from server.records import data_fields
+from craftsync.server.records import data_fields
 from tests.api_helpers import API_KEY, make_app
-from worker.engine import RunResult, SyncEngine, SyncOptions
-from worker.remote import RemoteClient, RemoteSettings
-from worker.store import LocalStore
+from craftsync.worker.engine import RunResult, SyncEngine, SyncOptions
+from craftsync.worker.remote import RemoteClient, RemoteSettings
+from craftsync.worker.store import LocalStore
 
 
 def remote_for(app: Flask) -> RemoteClient:

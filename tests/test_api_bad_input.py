@@ -19,8 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from server import create_app
-from server.config import ServerSettings
+from craftsync.server import create_app
+from craftsync.server.config import ServerSettings
 from tests.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

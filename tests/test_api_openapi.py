@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from server import create_app
-from server.config import ServerSettings
+from craftsync.server import create_app
+from craftsync.server.config import ServerSettings
 from tests.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from server.schema import metadata
+from craftsync.server.schema import metadata
 from tests.api_helpers import AUTH, customer, make_app, new_id, pull_all, push
 
 

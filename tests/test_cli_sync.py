@@ -28,8 +28,8 @@ from tests.worker_helpers import (  # noqa: E402
     free_port,
     wait_until,
 )
-from shell.preferences import PreferenceStore  # noqa: E402
-from worker.events import channel  # noqa: E402
+from craftsync.shell.preferences import PreferenceStore  # noqa: E402
+from craftsync.worker.events import channel  # noqa: E402
 
 pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
 

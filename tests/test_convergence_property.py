@@ -70,11 +70,11 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from server.records import data_fields
+from craftsync.server.records import data_fields
 from tests.sync_helpers import Device, central_app, remote_for, server_live
-from worker.conflicts import CHOICES, open_conflicts, resolve
-from worker.engine import DIRECTIONS
-from worker.merge import POLICIES
+from craftsync.worker.conflicts import CHOICES, open_conflicts, resolve
+from craftsync.worker.engine import DIRECTIONS
+from craftsync.worker.merge import POLICIES
 
 DEVICES: Final = ("A", "B")
 ENTITIES: Final = ("customers", "quotes", "orders")

@@ -24,7 +24,7 @@ from tests.worker_helpers import (  # noqa: E402
     customers_for_server,
     queue_broker,
 )
-from worker.queue import request_sync  # noqa: E402
+from craftsync.worker.queue import request_sync  # noqa: E402
 
 pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
 

@@ -20,10 +20,10 @@ from flask import Flask
 
 from tests.api_helpers import API_KEY, new_id
 from tests.sync_helpers import Device, central_app, remote_for, server_live
-from worker.conflicts import open_conflicts, resolve
-from worker.engine import SyncOptions
-from worker.remote import RemoteClient, RemoteSettings
-from worker.store import LocalStore
+from craftsync.worker.conflicts import open_conflicts, resolve
+from craftsync.worker.engine import SyncOptions
+from craftsync.worker.remote import RemoteClient, RemoteSettings
+from craftsync.worker.store import LocalStore
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.merge import merge
+from craftsync.worker.merge import merge
 
 FIELDS = ("id", "name", "phone", "city", "updated_at", "deleted_at")
 BASE = {"id": "r", "name": "Ann", "phone": None, "city": None, "updated_at": "2026-01-01T00:00:00.000Z", "deleted_at": None}

@@ -29,7 +29,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from tests.api_helpers import API_KEY, customer, make_app
-from worker.errors import (
+from craftsync.worker.errors import (
     AuthenticationFailed,
     ConfigurationError,
     ProtocolError,
@@ -37,7 +37,7 @@ from worker.errors import (
     RemoteUnavailable,
     RequestRejected,
 )
-from worker.remote import USER_AGENT, RemoteClient, RemoteSettings
+from craftsync.worker.remote import USER_AGENT, RemoteClient, RemoteSettings
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -315,7 +315,7 @@ def test_key_is_scrubbed_even_when_the_server_echoes_it() -> None:
 def test_closed_port_is_unavailable_after_bounded_retries(caplog: pytest.LogCaptureFixture) -> None:
     # Given a server address where nothing listens, and two attempts allowed
     base_url = f"http://127.0.0.1:{closed_port()}/api"
-    caplog.set_level(logging.INFO, logger="worker.remote")
+    caplog.set_level(logging.INFO, logger="craftsync.worker.remote")
     settings = RemoteSettings(base_url, API_KEY, max_attempts=2, max_backoff_s=0.05)
 
     # When the client pulls
@@ -406,7 +406,7 @@ def test_clock_skew_is_measured_and_warned_about_once(
     app: Flask, minutes: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a server whose clock is ten minutes off ours
-    caplog.set_level(logging.WARNING, logger="worker.remote")
+    caplog.set_level(logging.WARNING, logger="craftsync.worker.remote")
     with in_process(with_date(app, timedelta(minutes=minutes))) as client:
         # When the client makes three requests
         for _ in range(3):
@@ -414,7 +414,7 @@ def test_clock_skew_is_measured_and_warned_about_once(
 
         # Then it knows the difference, and warned once, not per request
         assert client.clock_skew_s is not None and abs(client.clock_skew_s - minutes * 60) < 5
-    warnings = [r for r in caplog.records if r.name == "worker.remote" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "craftsync.worker.remote" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "differs" in warnings[0].getMessage()
 
 

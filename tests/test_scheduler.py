@@ -19,14 +19,14 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from flask import Flask
 
-from shell.preferences import PreferenceStore
-from shell.scheduler import TICK_S, ConnectionMonitor, Scheduler
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.shell.scheduler import TICK_S, ConnectionMonitor, Scheduler
 from tests.api_helpers import API_KEY
 from tests.sync_helpers import central_app
 from tests.ui_helpers import Served, free_port, serve
 from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
-from worker.queue import ordered, request_sync
-from worker.remote import RemoteSettings
+from craftsync.worker.queue import ordered, request_sync
+from craftsync.worker.remote import RemoteSettings
 
 ALL = ["customers", "quotes", "orders"]
 

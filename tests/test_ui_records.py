@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from shell.ui_server import CSP
+from craftsync.shell.ui_server import CSP
 from tests.sync_helpers import Device, server_live
 from tests.test_ui_server import central, central_url, here, page, ui, web_dir  # noqa: F401  (fixtures)
 from tests.ui_helpers import Page, Ui

@@ -26,9 +26,9 @@ import redis
 from flask import Flask
 from keyring.backends import fail
 
-from shell import ui_server
-from shell.preferences import PreferenceStore
-from shell.ui_server import CSP
+from craftsync.shell import ui_server
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.shell.ui_server import CSP
 from tests.api_helpers import API_KEY
 from tests.sync_helpers import Device, central_app, server_live
 from tests.ui_helpers import (
@@ -46,9 +46,9 @@ from tests.ui_helpers import (
     write_web,
 )
 from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
-from worker.events import channel
-from worker.queue import entity_lock
-from worker.remote import RemoteClient, RemoteSettings
+from craftsync.worker.events import channel
+from craftsync.worker.queue import entity_lock
+from craftsync.worker.remote import RemoteClient, RemoteSettings
 
 CUSTOMER_FIELDS = ["name", "company", "email", "phone", "address", "city", "state", "zip", "country", "notes"]
 USER_KEY = "user-secret-key-XYZW7531"

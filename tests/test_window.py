@@ -46,9 +46,9 @@ PROBE: Final = r'''
 import json, os, signal, sys, time
 from pathlib import Path
 
-from shell.session import Session
-from shell.window import DEFAULT_SIZE, MIN_SIZE
-from worker.settings import Settings
+from craftsync.shell.session import Session
+from craftsync.shell.window import DEFAULT_SIZE, MIN_SIZE
+from craftsync.worker.settings import Settings
 
 out = Path(sys.argv[1])
 session = Session(Settings.from_env(use_runtime=False))

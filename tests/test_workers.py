@@ -22,7 +22,7 @@ from tests.worker_helpers import (  # noqa: E402
     queue_broker,
     wait_until,
 )
-from worker.queue import LOCK_TTL_S, request_sync  # noqa: E402
+from craftsync.worker.queue import LOCK_TTL_S, request_sync  # noqa: E402
 
 pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
 

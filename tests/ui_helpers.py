@@ -24,16 +24,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from server.records import ENTITIES
-from shell.preferences import PreferenceStore
-from shell.remote_choice import Demo, RemoteChoice, choose_remote
-from shell.scheduler import ConnectionMonitor
-from shell.ui_server import UiContext, create_ui_app
+from craftsync.server.records import ENTITIES
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
+from craftsync.shell.scheduler import ConnectionMonitor
+from craftsync.shell.ui_server import UiContext, create_ui_app
 from tests.api_helpers import API_KEY
 from tests.process_helpers import free_port  # noqa: F401  (imported from here)
-from worker.queue import ordered, queue_name, request_sync
-from worker.remote import RemoteSettings
-from worker.store import LocalStore
+from craftsync.worker.queue import ordered, queue_name, request_sync
+from craftsync.worker.remote import RemoteSettings
+from craftsync.worker.store import LocalStore
 
 #: The UI's port as far as the Host, Origin and cookie checks go (the test client needs no socket).
 PORT: Final = 5555

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from server.records import data_fields
+from craftsync.server.records import data_fields
 from tests import process_helpers
 from tests.api_helpers import API_KEY, new_id
 from tests.conftest import service_missing
@@ -40,7 +40,7 @@ from tests.process_helpers import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, fr
     start_server,
 )
 from tests.sync_helpers import central_rows, local_rows
-from worker.store import LocalStore
+from craftsync.worker.store import LocalStore
 
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_TEST_REDIS_PORT", "6379"))

@@ -18,15 +18,15 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
-from server.records import ENTITIES
-from worker.engine import SyncEngine, SyncOptions
-from worker.errors import ConfigurationError, SyncError
-from worker.events import Publisher
-from worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, record_chunk, record_failure
-from worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
-from worker.remote import RemoteClient
-from worker.settings import Settings
-from worker.store import LocalStore, migrate
+from craftsync.server.records import ENTITIES
+from craftsync.worker.engine import SyncEngine, SyncOptions
+from craftsync.worker.errors import ConfigurationError, SyncError
+from craftsync.worker.events import Publisher
+from craftsync.worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, record_chunk, record_failure
+from craftsync.worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
+from craftsync.worker.remote import RemoteClient
+from craftsync.worker.settings import Settings
+from craftsync.worker.store import LocalStore, migrate
 
 log = logging.getLogger(__name__)
 # One line per HTTP request and per migration check drowns what a run did; the runs log that.

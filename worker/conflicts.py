@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from server.records import InvalidRecord, data_fields, now_iso, validate
-from worker.engine import as_text
-from worker.errors import SyncError
-from worker.store import LocalStore, loads
+from craftsync.server.records import InvalidRecord, data_fields, now_iso, validate
+from craftsync.worker.engine import as_text
+from craftsync.worker.errors import SyncError
+from craftsync.worker.store import LocalStore, loads
 
 Choice = Literal["local", "remote", "merged"]
 CHOICES: Final = ("local", "remote", "merged")

@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
-from server.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
-from worker.errors import SyncError
-from worker.merge import Policy, merge
-from worker.remote import Page, RemoteClient
-from worker.store import LocalStore, loads
+from craftsync.server.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
+from craftsync.worker.errors import SyncError
+from craftsync.worker.merge import Policy, merge
+from craftsync.worker.remote import Page, RemoteClient
+from craftsync.worker.store import LocalStore, loads
 
 Direction = Literal["push", "pull", "both"]
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from typing import Any, Final
 import dramatiq
 import redis
 
-from server.records import data_fields, now_iso
-from worker.errors import ConfigurationError
-from worker.events import channel
+from craftsync.server.records import data_fields, now_iso
+from craftsync.worker.errors import ConfigurationError
+from craftsync.worker.events import channel
 
 #: Rows per queued chunk: a server batch, and a few seconds of work for one worker.
 CHUNK_ROWS: Final = 1000

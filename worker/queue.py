@@ -26,8 +26,8 @@ import dramatiq
 import redis
 from redis.lock import Lock
 
-from server.records import ENTITIES
-from worker.errors import SyncError
+from craftsync.server.records import ENTITIES
+from craftsync.worker.errors import SyncError
 
 #: Seconds a run's lock outlives its last renewal: how soon a crashed worker's entity frees up.
 LOCK_TTL_S: Final = 10

@@ -25,7 +25,7 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 import tenacity
 
-from worker.errors import (
+from craftsync.worker.errors import (
     AuthenticationFailed,
     ConfigurationError,
     ProtocolError,

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from platformdirs import user_data_dir
 
-from worker.errors import ConfigurationError
-from worker.remote import RemoteSettings
+from craftsync.worker.errors import ConfigurationError
+from craftsync.worker.remote import RemoteSettings
 
 APP_NAME: Final = "craftsync"
 #: Worker processes ``craftsync run`` spawns unless told otherwise.

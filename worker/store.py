@@ -20,10 +20,10 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from server.db import make_engine
-from server.records import ENTITIES, data_fields
-from worker.errors import LocalStoreError
-from worker.settings import ensure_dir
+from craftsync.server.db import make_engine
+from craftsync.server.records import ENTITIES, data_fields
+from craftsync.worker.errors import LocalStoreError
+from craftsync.worker.settings import ensure_dir
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = threading.Lock()

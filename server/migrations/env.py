@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from server.db import make_engine
-from server.schema import metadata
+from craftsync.server.db import make_engine
+from craftsync.server.schema import metadata
 
 config = context.config
 target_metadata = metadata

@@ -70,7 +70,7 @@ import httpx
 import psutil
 from dramatiq.brokers.redis import RedisBroker
 
-from server.records import data_fields
+from craftsync.server.records import data_fields
 from tests.bench.bench_common import (
     API_KEY,
     add_output_arguments,
@@ -95,10 +95,10 @@ from tests.process_helpers import (
     start_server,
     wait_until,
 )
-from worker.engine import PAGE_SIZE, SyncEngine, SyncOptions
-from worker.queue import request_sync
-from worker.remote import RemoteClient, RemoteSettings
-from worker.store import LocalStore, connect
+from craftsync.worker.engine import PAGE_SIZE, SyncEngine, SyncOptions
+from craftsync.worker.queue import request_sync
+from craftsync.worker.remote import RemoteClient, RemoteSettings
+from craftsync.worker.store import LocalStore, connect
 
 DOC: Final = ROOT / "docs" / "BENCHMARKS.md"
 SECTION: Final = "## Sync engine (issue 3)"

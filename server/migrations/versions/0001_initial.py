@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from server.schema import ExactDecimal
+from craftsync.server.schema import ExactDecimal
 
 revision = "0001"
 down_revision = None

@@ -1,0 +1,1 @@
+"""The contract shared by the server, the worker and the shell."""
