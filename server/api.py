@@ -14,7 +14,7 @@ from craftsync.server import repository
 from craftsync.server.auth import require_key
 from craftsync.server.errors import ApiError
 from craftsync.server.openapi import build_openapi
-from craftsync.server.records import ENTITIES, NUMBER_FIELDS, now_iso, parse_time
+from craftsync.contract.records import ENTITIES, NUMBER_FIELDS, now_iso, parse_time
 
 log = logging.getLogger(__name__)
 

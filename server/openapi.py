@@ -6,7 +6,7 @@ import copy
 from functools import cache
 from typing import Any, Final, get_args
 
-from craftsync.server.records import (
+from craftsync.contract.records import (
     ENTITIES,
     MODELS,
     NUMBER_FIELDS,
@@ -39,7 +39,7 @@ PUSH_SEMANTICS: Final = (
 )
 
 #: The wire form of the fields whose validators pydantic cannot describe (they run before
-#: or after the type check), keyed by the validators' metadata in ``server.records``.
+#: or after the type check), keyed by the validators' metadata in ``contract.records``.
 #: Money: up to 10 digits and 2 decimals (|x| <= 9999999999.99); percent: 0..100, 3 decimals.
 _FORMATS: list[tuple[list[Any], dict[str, Any]]] = [
     (list(get_args(Money)[1:]), {"type": "string", "pattern": r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$"}),

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Row, Table, bindparam, func, insert, select, update
 
-from craftsync.server.records import (
+from craftsync.contract.records import (
     NUMBER_FIELDS,
     REFERENCES,
     InvalidRecord,

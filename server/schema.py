@@ -6,7 +6,7 @@ sequence. Every write takes the next ``seq`` values from ``counters`` while hold
 counter's row lock, so ``seq`` order is commit order: a reader paging by ``seq`` can never
 step over a change that commits later with a smaller number.
 
-Times are stored as canonical ISO-8601 UTC strings (see ``server.records``), which sort
+Times are stored as canonical ISO-8601 UTC strings (see ``contract.records``), which sort
 correctly as text on every backend; money is ``NUMERIC``. The migrations in
 ``server/migrations`` create exactly this; a test compares the two.
 """
@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from craftsync.server.records import MONEY_PRECISION, PERCENT_PRECISION
+from craftsync.contract.records import MONEY_PRECISION, PERCENT_PRECISION
 
 metadata = MetaData()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from dotenv import load_dotenv
 
-from craftsync.server.records import ENTITIES
+from craftsync.contract.records import ENTITIES
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import choose_remote
 from craftsync.shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker

@@ -17,7 +17,7 @@ from typing import Any, Final
 import redis
 from sqlalchemy.engine import make_url
 
-from craftsync.server.records import ENTITIES
+from craftsync.contract.records import ENTITIES
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncEngine, SyncOptions

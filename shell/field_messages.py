@@ -1,6 +1,6 @@
 """Why a record was refused, in words a shop owner reads, one message per field.
 
-The records API checks a record with the server's own models (``server.records.MODELS``), so
+The records API checks a record with the contract's models (``contract.records.MODELS``), so
 the desktop refuses exactly what the server would. This module turns pydantic's structured
 errors (their ``type``, ``loc``, ``input`` and ``ctx``) into short sentences such as "Enter a
 date like 2026-12-31". It never reads pydantic's English messages: they speak of types and
@@ -16,7 +16,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from craftsync.server import records
-from craftsync.server.records import MODELS, MONEY_PRECISION, PERCENT_PRECISION, REFERENCES
+from craftsync.contract.records import MODELS, MONEY_PRECISION, PERCENT_PRECISION, REFERENCES
 
 #: Field names whose label is not their name in words.
 LABELS: Final = {"customer_id": "Customer", "quote_id": "Quote", "email": "E-mail", "zip": "ZIP code"}
@@ -132,7 +132,7 @@ def _is_required(entity: str, name: str) -> bool:
     return field is not None and field.is_required()
 
 
-#: The annotated types of ``server.records`` whose validators mark a field's kind.
+#: The annotated types of ``contract.records`` whose validators mark a field's kind.
 _KIND_TYPES: Final = {
     "money": records.Money,
     "percent": records.Percent,

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from flask import Flask, Response, abort, jsonify, request
 
-from craftsync.server.records import ENTITIES, REFERENCES, InvalidRecord, data_fields, now_iso, validate
+from craftsync.contract.records import ENTITIES, REFERENCES, InvalidRecord, data_fields, now_iso, validate
 from craftsync.shell import field_messages
 from craftsync.worker.store import LocalStore
 

@@ -27,7 +27,7 @@ import redis
 import waitress
 from dramatiq.brokers.redis import RedisBroker
 
-from craftsync.server.records import ENTITIES, now_iso
+from craftsync.contract.records import ENTITIES, now_iso
 from craftsync.shell.broker import EmbeddedBroker
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote

@@ -24,7 +24,7 @@ import redis
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from craftsync.server.records import ENTITIES
+from craftsync.contract.records import ENTITIES
 from craftsync.shell import records_api
 from craftsync.shell.preferences import InvalidPreferences, PreferenceStore, masked
 from craftsync.shell.remote_choice import RemoteChoice

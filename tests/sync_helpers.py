@@ -18,7 +18,7 @@ import httpx
 from flask import Flask
 from sqlalchemy import create_engine, text
 
-from craftsync.server.records import data_fields
+from craftsync.contract.records import data_fields
 from tests.api_helpers import API_KEY, make_app
 from craftsync.worker.engine import RunResult, SyncEngine, SyncOptions
 from craftsync.worker.remote import RemoteClient, RemoteSettings

@@ -70,7 +70,7 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from craftsync.server.records import data_fields
+from craftsync.contract.records import data_fields
 from tests.sync_helpers import Device, central_app, remote_for, server_live
 from craftsync.worker.conflicts import CHOICES, open_conflicts, resolve
 from craftsync.worker.engine import DIRECTIONS

@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from craftsync.server.records import ENTITIES
+from craftsync.contract.records import ENTITIES
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor

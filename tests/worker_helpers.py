@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from craftsync.server.records import data_fields
+from craftsync.contract.records import data_fields
 from tests import process_helpers
 from tests.api_helpers import API_KEY, new_id
 from tests.conftest import service_missing

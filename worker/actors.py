@@ -18,7 +18,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
-from craftsync.server.records import ENTITIES
+from craftsync.contract.records import ENTITIES
 from craftsync.worker.engine import SyncEngine, SyncOptions
 from craftsync.worker.errors import ConfigurationError, SyncError
 from craftsync.worker.events import Publisher

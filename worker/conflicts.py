@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from craftsync.server.records import InvalidRecord, data_fields, now_iso, validate
+from craftsync.contract.records import InvalidRecord, data_fields, now_iso, validate
 from craftsync.worker.engine import as_text
 from craftsync.worker.errors import SyncError
 from craftsync.worker.store import LocalStore, loads

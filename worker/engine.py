@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
-from craftsync.server.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
+from craftsync.contract.records import ENTITIES, NUMBER_FIELDS, InvalidRecord, data_fields, now_iso, validate
 from craftsync.worker.errors import SyncError
 from craftsync.worker.merge import Policy, merge
 from craftsync.worker.remote import Page, RemoteClient

@@ -21,7 +21,7 @@ from typing import Any, Final
 import dramatiq
 import redis
 
-from craftsync.server.records import data_fields, now_iso
+from craftsync.contract.records import data_fields, now_iso
 from craftsync.worker.errors import ConfigurationError
 from craftsync.worker.events import channel
 

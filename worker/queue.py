@@ -26,7 +26,7 @@ import dramatiq
 import redis
 from redis.lock import Lock
 
-from craftsync.server.records import ENTITIES
+from craftsync.contract.records import ENTITIES
 from craftsync.worker.errors import SyncError
 
 #: Seconds a run's lock outlives its last renewal: how soon a crashed worker's entity frees up.

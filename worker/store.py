@@ -21,7 +21,7 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from craftsync.server.db import make_engine
-from craftsync.server.records import ENTITIES, data_fields
+from craftsync.contract.records import ENTITIES, data_fields
 from craftsync.worker.errors import LocalStoreError
 from craftsync.worker.settings import ensure_dir
 

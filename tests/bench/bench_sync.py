@@ -70,7 +70,7 @@ import httpx
 import psutil
 from dramatiq.brokers.redis import RedisBroker
 
-from craftsync.server.records import data_fields
+from craftsync.contract.records import data_fields
 from tests.bench.bench_common import (
     API_KEY,
     add_output_arguments,
