@@ -6,7 +6,7 @@ import logging
 
 from waitress import serve as waitress_serve
 
-from craftsync.server import create_app
+from craftsync.server.app import create_app
 from craftsync.server.config import ServerSettings
 from craftsync.server.demo import seed
 

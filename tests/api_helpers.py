@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from craftsync.server import create_app
+from craftsync.server.app import create_app
 from craftsync.server.config import ServerSettings
 
 API_KEY = "test-key-0123456789"

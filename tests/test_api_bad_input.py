@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from craftsync.server import create_app
+from craftsync.server.app import create_app
 from craftsync.server.config import ServerSettings
 from tests.conftest import API_KEY
 

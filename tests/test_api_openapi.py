@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from craftsync.server import create_app
+from craftsync.server.app import create_app
 from craftsync.server.config import ServerSettings
 from tests.conftest import API_KEY
 
