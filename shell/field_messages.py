@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from craftsync.server import records
+from craftsync.contract import records
 from craftsync.contract.records import MODELS, MONEY_PRECISION, PERCENT_PRECISION, REFERENCES
 
 #: Field names whose label is not their name in words.

@@ -19,7 +19,7 @@ POSTGRES_ADMIN_URL = os.environ.get("CRAFTSYNC_TEST_POSTGRES_URL", "postgresql+p
 MARIADB_ADMIN_URL = os.environ.get("CRAFTSYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 REDIS_TEST_URL = os.environ.get("CRAFTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
-from tests.api_helpers import API_KEY  # noqa: E402,F401  (re-exported for test modules)
+from tests.support.api import API_KEY  # noqa: E402,F401  (re-exported for test modules)
 
 
 def service_missing(reason: str) -> None:

@@ -20,8 +20,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from tests.api_helpers import AUTH, make_app, new_id, push
-from tests.sync_helpers import central_rows
+from tests.support.api import AUTH, make_app, new_id, push
+from tests.support.sync import central_rows
 
 CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -7,7 +7,7 @@ import secrets
 import pytest
 import redis
 
-from tests.api_helpers import make_app
+from tests.support.api import make_app
 from tests.conftest import REDIS_TEST_URL, service_missing
 
 

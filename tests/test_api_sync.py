@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from craftsync.server.schema import metadata
-from tests.api_helpers import AUTH, customer, make_app, new_id, pull_all, push
+from tests.support.api import AUTH, customer, make_app, new_id, pull_all, push
 
 
 def test_pagination_walks_every_record_once_while_another_thread_writes(database_url: str) -> None:

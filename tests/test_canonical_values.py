@@ -20,8 +20,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, text
 
-from tests.api_helpers import make_app
-from tests.sync_helpers import Device, central_rows, remote_for
+from tests.support.api import make_app
+from tests.support.sync import Device, central_rows, remote_for
 from craftsync.worker.conflicts import open_conflicts, resolve
 
 

@@ -71,7 +71,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from craftsync.contract.records import data_fields
-from tests.sync_helpers import Device, central_app, remote_for, server_live
+from tests.support.sync import Device, central_app, remote_for, server_live
 from craftsync.worker.conflicts import CHOICES, open_conflicts, resolve
 from craftsync.worker.engine import DIRECTIONS
 from craftsync.worker.merge import POLICIES

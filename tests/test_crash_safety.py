@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-pytest.register_assert_rewrite("tests.worker_helpers")  # before the import: its asserts explain themselves
+pytest.register_assert_rewrite("tests.support.worker")  # before the import: its asserts explain themselves
 
-from tests.worker_helpers import (  # noqa: E402
+from tests.support.worker import (  # noqa: E402
     Device,
     EventLog,
     assert_identical,
@@ -26,7 +26,7 @@ from tests.worker_helpers import (  # noqa: E402
 )
 from craftsync.worker.queue import request_sync  # noqa: E402
 
-pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
+pytest_plugins = ("tests.support.worker",)  # its fixtures: redis_db, central, device, events...
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -3,7 +3,7 @@
 In Chromium the app starts exactly as the README says: a fresh clone of this repository, an
 empty HOME, no CraftSync variable, and ``./run --browser`` (which sets up its own ``.venv``).
 In the window it is ``craftsync run`` on an empty HOME under Xvfb. Then one journey, as a
-person does it, with clicks and typing (tests/ui_driver.py):
+person does it, with clicks and typing (tests/support/driver.py):
 
 1. the status says Online and the demo records are listed;
 2. add a customer, a quote for that customer through the picker, an order for that quote;
@@ -28,7 +28,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     SCREENSHOTS,
     DesktopRun,
     UiPage,
@@ -39,8 +39,8 @@ from tests.e2e_helpers import (
     user_env,
     wait_until,
 )
-from tests.ui_driver import Driver, PlaywrightDriver, WindowDriver
-from tests.worker_helpers import CRAFTSYNC, ROOT
+from tests.support.driver import Driver, PlaywrightDriver, WindowDriver
+from tests.support.worker import CRAFTSYNC, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     DesktopRun,
     RemoteServer,
     UiPage,
@@ -28,7 +28,7 @@ from tests.e2e_helpers import (
     write_preferences,
 )
 from tests.test_e2e_ui import central, desktop, open_ui, remote_env  # noqa: F401  (fixtures)
-from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (fixture)
+from tests.support.worker import RedisDB, redis_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

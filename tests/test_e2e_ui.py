@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     SMALL_VIEWPORT,
     VIEWPORT,
     DesktopRun,
@@ -35,7 +35,7 @@ from tests.e2e_helpers import (
     wait_until,
     write_preferences,
 )
-from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (fixture)
+from tests.support.worker import RedisDB, redis_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

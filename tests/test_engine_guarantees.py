@@ -18,8 +18,8 @@ import pytest
 import waitress
 from flask import Flask
 
-from tests.api_helpers import API_KEY, new_id
-from tests.sync_helpers import Device, central_app, remote_for, server_live
+from tests.support.api import API_KEY, new_id
+from tests.support.sync import Device, central_app, remote_for, server_live
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncOptions
 from craftsync.worker.remote import RemoteClient, RemoteSettings

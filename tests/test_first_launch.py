@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e_helpers import DesktopRun, RemoteServer, ui_get, user_env, wait_run, wait_until
-from tests.process_helpers import free_port
-from tests.worker_helpers import CRAFTSYNC
+from tests.support.e2e import DesktopRun, RemoteServer, ui_get, user_env, wait_run, wait_until
+from tests.support.process import free_port
+from tests.support.worker import CRAFTSYNC
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

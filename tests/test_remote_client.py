@@ -28,7 +28,7 @@ import waitress
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.api_helpers import API_KEY, customer, make_app
+from tests.support.api import API_KEY, customer, make_app
 from craftsync.worker.errors import (
     AuthenticationFailed,
     ConfigurationError,

@@ -22,8 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e_helpers import DesktopRun, living, run_env, wait_until
-from tests.worker_helpers import CRAFTSYNC
+from tests.support.e2e import DesktopRun, living, run_env, wait_until
+from tests.support.worker import CRAFTSYNC
 
 pytestmark = pytest.mark.slow
 

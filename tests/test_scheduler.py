@@ -21,10 +21,10 @@ from flask import Flask
 
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.scheduler import TICK_S, ConnectionMonitor, Scheduler
-from tests.api_helpers import API_KEY
-from tests.sync_helpers import central_app
-from tests.ui_helpers import Served, free_port, serve
-from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
+from tests.support.api import API_KEY
+from tests.support.sync import central_app
+from tests.support.ui import Served, free_port, serve
+from tests.support.worker import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
 from craftsync.worker.queue import ordered, request_sync
 from craftsync.worker.remote import RemoteSettings
 

@@ -1,4 +1,4 @@
-"""The UI drivers of tests/ui_driver.py, proved on a real ``craftsync run``: one journey
+"""The UI drivers of tests/support/driver.py, proved on a real ``craftsync run``: one journey
 script, driven once through Playwright in Debian's Chromium (``craftsync run --browser``) and
 once over raw DevTools in the real pywebview window under Xvfb (``craftsync run``, no
 ``--browser``), must see and do the same.
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     DesktopRun,
     UiPage,
     chromium,  # noqa: F401  (fixture)
@@ -28,7 +28,7 @@ from tests.e2e_helpers import (
     ui_get,
     window_env,
 )
-from tests.ui_driver import Driver, DriverError, PlaywrightDriver, WindowDriver
+from tests.support.driver import Driver, DriverError, PlaywrightDriver, WindowDriver
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ import pytest
 from flask import Flask
 
 from craftsync.shell.ui_server import CSP
-from tests.sync_helpers import Device, server_live
+from tests.support.sync import Device, server_live
 from tests.test_ui_server import central, central_url, here, page, ui, web_dir  # noqa: F401  (fixtures)
-from tests.ui_helpers import Page, Ui
-from tests.worker_helpers import redis_db  # noqa: F401  (fixture)
+from tests.support.ui import Page, Ui
+from tests.support.worker import redis_db  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.redis
 

@@ -29,9 +29,9 @@ from keyring.backends import fail
 from craftsync.shell import ui_server
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.ui_server import CSP
-from tests.api_helpers import API_KEY
-from tests.sync_helpers import Device, central_app, server_live
-from tests.ui_helpers import (
+from tests.support.api import API_KEY
+from tests.support.sync import Device, central_app, server_live
+from tests.support.ui import (
     BASE_URL,
     COOKIE,
     ORIGIN,
@@ -45,7 +45,7 @@ from tests.ui_helpers import (
     serve,
     write_web,
 )
-from tests.worker_helpers import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
+from tests.support.worker import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
 from craftsync.worker.events import channel
 from craftsync.worker.queue import entity_lock
 from craftsync.worker.remote import RemoteClient, RemoteSettings

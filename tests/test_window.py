@@ -26,7 +26,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.e2e_helpers import (
+from tests.support.e2e import (
     SCREENSHOTS,
     DesktopRun,
     display,  # noqa: F401  (fixture)
@@ -35,7 +35,7 @@ from tests.e2e_helpers import (
     window_env,
     write_preferences,
 )
-from tests.worker_helpers import ROOT
+from tests.support.worker import ROOT
 
 pytestmark = pytest.mark.slow
 

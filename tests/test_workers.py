@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("tests.worker_helpers")  # before the import: its asserts explain themselves
+pytest.register_assert_rewrite("tests.support.worker")  # before the import: its asserts explain themselves
 
-from tests.worker_helpers import (  # noqa: E402
+from tests.support.worker import (  # noqa: E402
     Device,
     EventLog,
     Service,
@@ -24,7 +24,7 @@ from tests.worker_helpers import (  # noqa: E402
 )
 from craftsync.worker.queue import LOCK_TTL_S, request_sync  # noqa: E402
 
-pytest_plugins = ("tests.worker_helpers",)  # its fixtures: redis_db, central, device, events...
+pytest_plugins = ("tests.support.worker",)  # its fixtures: redis_db, central, device, events...
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 

@@ -1,7 +1,7 @@
 """What the benchmark scripts in this folder share: the API key of their servers, the
 customers they send, a fresh PostgreSQL database, CPU and machine notes, and the doc they
 write their sections into. (Processes, ports, the server, Redis and events come from
-``tests.process_helpers``, shared with the tests.)
+``tests.support.process``, shared with the tests.)
 
 Imported as ``tests.bench.bench_common``: each script puts the repository root on
 ``sys.path`` first.
@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import psutil
 
-from tests.api_helpers import new_id
+from tests.support.api import new_id
 
 INTRO: Final = (
     "# Benchmarks\n\n"

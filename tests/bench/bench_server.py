@@ -55,7 +55,7 @@ from tests.bench.bench_common import (
     verdict,
     write_doc,
 )
-from tests.process_helpers import Service, clean_env, free_port, start_server
+from tests.support.process import Service, clean_env, free_port, start_server
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Server (issue 2)"

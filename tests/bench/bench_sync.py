@@ -83,7 +83,7 @@ from tests.bench.bench_common import (
     verdict,
     write_doc,
 )
-from tests.process_helpers import (
+from tests.support.process import (
     CRAFTSYNC,
     CRAFTSYNC_SCRIPT,
     EventLog,
@@ -110,7 +110,7 @@ MIB: Final = 1024 * 1024
 
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_BENCH_REDIS_HOST", "127.0.0.1")
 REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_BENCH_REDIS_PORT", "6379"))
-#: Claimed as tests/worker_helpers.py claims them (tests.process_helpers.claim_redis_db), so
+#: Claimed as tests/support/worker.py claims them (tests.support.process.claim_redis_db), so
 #: that a concurrent test run and this benchmark never share a database; searched from the
 #: top, where tests look last.
 REDIS_DBS: Final = range(14, 0, -1)

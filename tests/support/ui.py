@@ -1,6 +1,6 @@
 """The UI server as a desktop session wires it, for tests: a real local SQLite store, a real
 PreferenceStore, the real reference server over HTTP as the remote, a Redis database of
-the test's own (``tests.worker_helpers.redis_db``) with dramatiq's RedisBroker on it, and
+the test's own (``tests.support.worker.redis_db``) with dramatiq's RedisBroker on it, and
 a real ConnectionMonitor.
 
 Requests go through a Flask test client to ``http://127.0.0.1:<PORT>`` (the UI's own
@@ -29,8 +29,8 @@ from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor
 from craftsync.shell.ui_server import UiContext, create_ui_app
-from tests.api_helpers import API_KEY
-from tests.process_helpers import free_port  # noqa: F401  (imported from here)
+from tests.support.api import API_KEY
+from tests.support.process import free_port  # noqa: F401  (imported from here)
 from craftsync.worker.queue import ordered, queue_name, request_sync
 from craftsync.worker.remote import RemoteSettings
 from craftsync.worker.store import LocalStore

@@ -33,10 +33,10 @@ import psutil
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests import process_helpers
-from tests.api_helpers import new_id
+from tests.support import process as process_helpers
+from tests.support.api import new_id
 from tests.conftest import service_missing
-from tests.process_helpers import (
+from tests.support.process import (
     Service,
     kill_pids,
     living,
@@ -44,7 +44,7 @@ from tests.process_helpers import (
     stop_group,
     tail,
 )
-from tests.worker_helpers import (
+from tests.support.worker import (
     CRAFTSYNC,
     ROOT,
     RedisDB,
@@ -117,7 +117,7 @@ def write_preferences(home: Path, **prefs: Any) -> None:
 
 def another_redis_db() -> AbstractContextManager[RedisDB]:
     """One more Redis database of the test's own on the same server, claimed as
-    ``tests.worker_helpers.redis_db`` claims its one (for tests of two desktops)."""
+    ``tests.support.worker.redis_db`` claims its one (for tests of two desktops)."""
     return own_redis_db()
 
 

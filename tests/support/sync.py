@@ -19,7 +19,7 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 
 from craftsync.contract.records import data_fields
-from tests.api_helpers import API_KEY, make_app
+from tests.support.api import API_KEY, make_app
 from craftsync.worker.engine import RunResult, SyncEngine, SyncOptions
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.store import LocalStore

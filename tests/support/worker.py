@@ -24,10 +24,10 @@ import pytest
 import redis
 
 from craftsync.contract.records import data_fields
-from tests import process_helpers
-from tests.api_helpers import API_KEY, new_id
+from tests.support import process as process_helpers
+from tests.support.api import API_KEY, new_id
 from tests.conftest import service_missing
-from tests.process_helpers import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, free_port: imported from here)
+from tests.support.process import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, free_port: imported from here)
     CLAIM_KEY,
     CLAIM_TTL_S,
     CRAFTSYNC,
@@ -39,7 +39,7 @@ from tests.process_helpers import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, fr
     free_port,
     start_server,
 )
-from tests.sync_helpers import central_rows, local_rows
+from tests.support.sync import central_rows, local_rows
 from craftsync.worker.store import LocalStore
 
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
