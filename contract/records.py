@@ -37,7 +37,9 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-ENTITIES: Final = ("customers", "quotes", "orders")
+from craftsync.contract.vocabulary import Entity, values
+
+ENTITIES: Final = values(Entity)  # in dependency order: a quote needs its customer
 
 #: Fields that every entity has besides its own.
 COMMON_FIELDS: Final = ("id", "created_at", "updated_at", "deleted_at")
