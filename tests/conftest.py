@@ -21,6 +21,9 @@ REDIS_TEST_URL = os.environ.get("CRAFTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6
 
 from tests.support.api import API_KEY  # noqa: E402,F401  (re-exported for test modules)
 
+#: Every fixture of the suite, for every test module (tests/support/fixtures.py lists them).
+pytest_plugins = ["tests.support.fixtures"]
+
 
 def service_missing(reason: str) -> None:
     """Skip on a laptop without the service; fail in CI, where every service must run."""

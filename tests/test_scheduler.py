@@ -45,7 +45,7 @@ class FakeClock:
 
 
 class Requests:
-    """A request_sync that records what it was asked (the queue is tested in test_ui_server)."""
+    """A request_sync that records what it was asked (the queue is tested in test_ui_sync_api)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], str, str]] = []

@@ -3,7 +3,7 @@ quotes and orders to customers by picking them, the names shown in the lists, a 
 quotes and orders, refusals in words next to each field, and canonical stored values.
 
 The UI server is the real one on a real local SQLite store (the fixtures of
-tests/test_ui_server.py); stored values are read back with plain sqlite3, never through the
+tests/support/fixtures.py); stored values are read back with plain sqlite3, never through the
 product's own code.
 """
 
@@ -18,11 +18,9 @@ from flask import Flask
 
 from craftsync.shell.ui_server import CSP
 from tests.support.sync import Device, server_live
-from tests.test_ui_server import central, central_url, here, page, ui, web_dir  # noqa: F401  (fixtures)
 from tests.support.ui import Page, Ui
-from tests.support.worker import redis_db  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("web_dir")]
 
 CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 #: Words of pydantic's own messages, which a shop owner should never see.
@@ -274,7 +272,7 @@ def test_a_bad_value_the_host_app_stored_is_named_when_the_user_edits_another_fi
 # -- (C) canonical values --------------------------------------------------------------------
 
 
-def test_the_ui_stores_values_as_the_server_will_hold_them(ui: Ui, page: Page, here: Device, central: Flask,
+def test_the_ui_stores_values_as_the_server_will_hold_them(ui: Ui, page: Page, here: Device, reference_app: Flask,
                                                            anna: dict[str, Any]) -> None:
     # When the user saves a quote with loosely written numbers and a date with a time
     quote = _create(page, "quotes", customer_id=anna["id"], project_name="Oak table", total_amount="1500",
@@ -289,7 +287,7 @@ def test_the_ui_stores_values_as_the_server_will_hold_them(ui: Ui, page: Page, h
     here.sync("customers")
     here.sync("quotes")
     (stored,) = ui.host_sql("SELECT * FROM quotes")
-    assert server_live(central, "quotes")[quote["id"]] == dict(stored)
+    assert server_live(reference_app, "quotes")[quote["id"]] == dict(stored)
 
 
 def test_an_edit_writes_only_the_changed_fields_in_canonical_form(ui: Ui, page: Page) -> None:

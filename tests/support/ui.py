@@ -31,6 +31,7 @@ from craftsync.shell.scheduler import ConnectionMonitor
 from craftsync.shell.ui_server import UiContext, create_ui_app
 from tests.support.api import API_KEY
 from tests.support.process import free_port  # noqa: F401  (imported from here)
+from tests.support.sync import Device
 from craftsync.worker.queue import ordered, queue_name, request_sync
 from craftsync.worker.remote import RemoteSettings
 from craftsync.worker.store import LocalStore
@@ -40,6 +41,8 @@ PORT: Final = 5555
 BASE_URL: Final = f"http://127.0.0.1:{PORT}"
 ORIGIN: Final = BASE_URL
 SECRET: Final = "per-launch-secret-for-tests-0123456789abcdef"
+#: A key a user saves in the settings (never the bundled server's).
+USER_KEY: Final = "user-secret-key-XYZW7531"
 COOKIE: Final = f"craftsync_{PORT}"
 #: A small stand-in for web/ (the real page is not what these tests are about).
 WEB_FILES: Final = {
@@ -86,6 +89,25 @@ def serve(app: Flask, **options: Any) -> Iterator[Served]:
         yield served
     finally:
         served.stop()
+
+
+def json_of(response: Any) -> Any:
+    """The JSON body of a test-client answer; fails with the status and body when it is not JSON."""
+    assert response.is_json, (response.status_code, response.data[:200])
+    return response.get_json()
+
+
+def manual_conflict(here: Device, other: Device) -> str:
+    """A customer both desktops renamed; the UI's desktop synced under the manual policy."""
+    other.sql("INSERT INTO customers (name, email) VALUES ('Ann', 'ann@example.com')")
+    other.sync("customers")
+    here.sync("customers")
+    (record_id,) = here.live("customers")
+    other.sql("UPDATE customers SET name = 'From other' WHERE id = ?", record_id)
+    here.sql("UPDATE customers SET name = 'From here', phone = '42' WHERE id = ?", record_id)
+    other.sync("customers")
+    assert here.sync("customers", policy="manual").status == "conflicts"
+    return record_id
 
 
 def write_web(directory: Path) -> Path:

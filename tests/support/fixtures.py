@@ -1,0 +1,75 @@
+"""The suite's fixtures, registered for every test module from ``tests/conftest.py``.
+
+A test names what it needs and gets it; nothing here is autouse.
+
+- ``redis_db``, ``private_redis``, ``events``: Redis (``tests.support.worker``).
+- ``central``, ``device``: a ``craftsync server`` process and a desktop's processes around a
+  host database (``tests.support.worker``).
+- ``chromium``, ``display``: a browser and an X display for the UI (``tests.support.e2e``).
+- ``reference_app``, ``reference_url``, ``ui``, ``page``, ``here``, ``other``, ``web_dir``:
+  the UI server and the reference server it syncs with (below).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from craftsync.shell import ui_server
+from tests.support.e2e import chromium, display  # noqa: F401  (registered here)
+from tests.support.sync import Device, central_app
+from tests.support.ui import Page, Ui, make_ui, serve, write_web
+from tests.support.worker import RedisDB, central, device, events, private_redis, redis_db  # noqa: F401  (registered here)
+
+
+@pytest.fixture
+def reference_app(tmp_path: Path) -> Flask:
+    """The reference server's app on a fresh SQLite database, for in-process and served use."""
+    return central_app(tmp_path)
+
+
+@pytest.fixture
+def reference_url(reference_app: Flask) -> Iterator[str]:
+    """``reference_app`` over HTTP on a loopback port: its API root."""
+    with serve(reference_app) as server:
+        yield f"http://127.0.0.1:{server.effective_port}/api"
+
+
+@pytest.fixture
+def web_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small web/ of known files, so that static answers do not depend on the page's progress."""
+    directory = write_web(tmp_path / "web")
+    monkeypatch.setattr(ui_server, "WEB_DIR", directory)
+    return directory
+
+
+@pytest.fixture
+def ui(tmp_path: Path, redis_db: RedisDB, reference_url: str) -> Iterator[Ui]:  # noqa: F811
+    one = make_ui(tmp_path, redis_db.url, reference_url)
+    yield one
+    one.close()
+
+
+@pytest.fixture
+def page(ui: Ui) -> Page:
+    """The window's page: opened with the launch token, holding the cookie."""
+    return ui.logged_in()
+
+
+@pytest.fixture
+def here(ui: Ui, reference_app: Flask) -> Iterator[Device]:
+    """A sync engine on the UI's own database (as a worker process would run it)."""
+    device = Device(ui.database, reference_app)
+    yield device
+    device.close()
+
+
+@pytest.fixture
+def other(tmp_path: Path, reference_app: Flask) -> Iterator[Device]:
+    """Another desktop syncing with the same reference server."""
+    device = Device(tmp_path / "other.db", reference_app)
+    yield device
+    device.close()
