@@ -4,21 +4,34 @@ SQLite needs two adjustments to behave like a server database under concurrent w
 WAL mode with a busy timeout, and write transactions that take the write lock at BEGIN
 (``BEGIN IMMEDIATE``) instead of failing half-way when two readers both try to upgrade.
 A connection opened with ``execution_options(write=True)`` gets the latter.
+
+Any number of server processes may start at once on a new database. ``migrate`` holds a
+lock across the whole upgrade, so that one process creates the schema and the others then
+find it there: an advisory lock on PostgreSQL (``pg_advisory_lock``) and MariaDB/MySQL
+(``GET_LOCK``); on SQLite the upgrade's ``BEGIN IMMEDIATE`` takes the file's write lock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 #: How long an SQLite writer waits for the lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The advisory lock that serialises migrations: a PostgreSQL lock key (any 64-bit number
+#: this application owns) and a MariaDB/MySQL lock name.
+MIGRATION_LOCK_KEY: Final = 0x43524654_53594E43  # "CRFTSYNC"
+MIGRATION_LOCK_NAME: Final = "craftsync.migrate"
+#: How long a starting server waits for another one's migration, in seconds.
+MIGRATION_LOCK_TIMEOUT_S: Final = 300
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -63,5 +76,46 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the schema to ``revision``."""
+    """Create or upgrade the schema to ``revision``; concurrent callers take turns."""
     command.upgrade(alembic_config(engine), revision)
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Raised when another process's migration holds the lock for too long."""
+
+
+@contextmanager
+def migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold the database-wide migration lock on ``connection`` while the block runs.
+
+    The advisory locks belong to the session, so they outlive the block's transactions and
+    go with the connection if the process dies. SQLite needs none: the migration runs in
+    one ``BEGIN IMMEDIATE`` transaction (see ``migrations/env.py``).
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        timeout_ms = MIGRATION_LOCK_TIMEOUT_S * 1000
+        connection.execute(text(f"SET lock_timeout = {timeout_ms}"))
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.execute(text("RESET lock_timeout"))
+        connection.commit()
+        release = text("SELECT pg_advisory_unlock(:key)").bindparams(key=MIGRATION_LOCK_KEY)
+    elif dialect in ("mysql", "mariadb"):
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"), {"name": MIGRATION_LOCK_NAME, "timeout": MIGRATION_LOCK_TIMEOUT_S}
+        ).scalar()
+        connection.commit()
+        if got != 1:
+            raise MigrationLockTimeout(
+                f"another server's migration held the lock for over {MIGRATION_LOCK_TIMEOUT_S} s"
+            )
+        release = text("SELECT RELEASE_LOCK(:name)").bindparams(name=MIGRATION_LOCK_NAME)
+    else:
+        yield
+        return
+    try:
+        yield
+    finally:
+        connection.rollback()  # a failed upgrade leaves its transaction aborted
+        connection.execute(release)
+        connection.commit()
