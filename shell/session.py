@@ -34,7 +34,7 @@ from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
 from craftsync.shell.ui_server import UiContext, create_ui_app
 from craftsync.worker.errors import ConfigurationError
-from craftsync.worker.queue import ordered, request_sync
+from craftsync.worker.queue import request_sync, sync_order
 from craftsync.worker.remote import RemoteSettings
 from craftsync.worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
 from craftsync.worker.store import LocalStore
@@ -190,9 +190,12 @@ class Session:
         if self.monitor:
             self.monitor.check_soon()
 
-    def request(self, entities: list[str], direction: str, policy: str) -> str:
-        chosen = ordered(entities) or list(ENTITIES)
-        return request_sync(self._dramatiq, self._redis, chosen, direction=direction, policy=policy)
+    def request(self, entities: list[str], direction: str, policy: str, request_id: str | None = None) -> str:
+        """Queue a sync of ``entities`` (none: all); every event of the runs serving it lists
+        ``request_id``, so that whoever asked can follow them. Returns the first run's id."""
+        requests = [request_id] if request_id else None
+        return request_sync(self._dramatiq, self._redis, sync_order(entities), direction=direction, policy=policy,
+                            requests=requests)
 
     def _start_ui(self) -> None:
         ctx = UiContext(

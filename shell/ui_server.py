@@ -14,23 +14,26 @@ from __future__ import annotations
 
 import hmac
 import importlib.resources
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import redis
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from craftsync.contract.records import ENTITIES
+from craftsync.contract.records import ENTITIES, REFERENCES, required_fields
+from craftsync.contract.vocabulary import ALL_ENTITIES, Direction, EventType, Policy, Resolution, values
 from craftsync.shell import records_api
-from craftsync.shell.preferences import InvalidPreferences, PreferenceStore, masked
+from craftsync.shell.preferences import InvalidPreferences, Preferences, PreferenceStore, masked
 from craftsync.shell.remote_choice import RemoteChoice
 from craftsync.worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
 from craftsync.worker.errors import SyncError
 from craftsync.worker.events import channel
+from craftsync.worker.queue import sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.store import LocalStore
 
@@ -41,7 +44,15 @@ CSP: Final = (
 )
 #: Seconds between keep-alive comments on the event stream.
 SSE_KEEPALIVE_S: Final = 15.0
-DIRECTIONS: Final = ("push", "pull", "both")
+#: A request id the page makes for each sync it asks for: 32 lowercase hex digits, as a uuid4's.
+REQUEST_ID: Final = re.compile(r"[0-9a-f]{32}")
+
+
+class RequestSync(Protocol):
+    """Queue a sync of ``entities`` (in order); every event of the runs serving it lists
+    ``request_id`` in ``requests``. Returns the first run's id."""
+
+    def __call__(self, entities: list[str], direction: str, policy: str, request_id: str | None = None) -> str: ...
 
 
 @dataclass
@@ -58,8 +69,8 @@ class UiContext:
     remote_url_locked: bool
     #: The connection monitor's latest finding.
     connection: Callable[[], dict[str, Any]]
-    #: Queue a sync: (entities, direction, policy) -> run id.
-    request_sync: Callable[[list[str], str, str], str]
+    #: Queue a sync: (entities, direction, policy, request id) -> run id.
+    request_sync: RequestSync
     #: Called after settings change, so that the session can apply them.
     on_settings_changed: Callable[[], None] = lambda: None
     #: The remote address and key in force and where each came from.
@@ -167,6 +178,7 @@ def _routes(app: Flask) -> None:
     app.get("/static/<path:name>")(static_file)
     app.get("/api/status")(status)
     app.post("/api/sync")(sync)
+    app.get("/api/vocabulary")(vocabulary)
     app.get("/api/events")(events)
     app.get("/api/settings")(get_settings)
     app.put("/api/settings")(put_settings)
@@ -200,16 +212,9 @@ def status() -> Response:
         syncing = []
     entities = {}
     for entity in ENTITIES:
-        last = store.conn.execute(
-            "SELECT * FROM sync_runs WHERE entity = ? ORDER BY started_at DESC LIMIT 1", (entity,)
-        ).fetchone()
-        entities[entity] = {**store.counts(entity), "last_run": dict(last) if last else None}
-    last_sync = store.conn.execute(
-        "SELECT entity, status, finished_at FROM sync_runs WHERE finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1"
-    ).fetchone()
-    rejected = store.conn.execute(
-        "SELECT entity, record_id, reason FROM sync_metadata WHERE sync_status = 'rejected' ORDER BY id LIMIT 50"
-    ).fetchall()
+        entities[entity] = {**store.counts(entity), "last_run": store.runs.last(entity)}
+    last_sync = store.runs.last_finished()
+    rejected = store.rejected(limit=50)
     connection = ctx.connection()
     failed_lately = (last_sync is not None and last_sync["status"] == "failed"
                      and (last_sync["finished_at"] or "") > ctx.errors_cleared_at())
@@ -223,7 +228,7 @@ def status() -> Response:
         state=state,
         connection=connection,
         syncing=syncing,
-        last_sync=dict(last_sync) if last_sync else None,
+        last_sync=last_sync,
         entities=entities,
         open_conflicts=len(open_conflicts(store)),
         rejected=[dict(r) for r in rejected],
@@ -237,16 +242,43 @@ def sync() -> tuple[Response, int] | Response:
         abort(400, f"entities must be a list of {', '.join(ENTITIES)} (empty for all).")
     direction = body.get("direction") or prefs.default_direction
     policy = body.get("policy") or prefs.conflict_policy
-    if direction not in DIRECTIONS:
-        abort(400, "direction must be push, pull or both.")
-    if policy not in ("remote", "local", "manual"):
-        abort(400, "policy must be remote, local or manual.")
+    if direction not in values(Direction):
+        abort(400, f"direction must be one of {', '.join(values(Direction))}.")
+    if policy not in values(Policy):
+        abort(400, f"policy must be one of {', '.join(values(Policy))}.")
+    request_id = body.get("request_id")
+    if request_id is not None and not (isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id)):
+        abort(400, "request_id must be 32 lowercase hexadecimal digits (a uuid4's hex), or left out.")
     blocker = _ctx().sync_blocker()
     if blocker is not None:  # say at once why nothing would happen, rather than queue it
         return error(409, "cannot_sync", blocker)
-    chosen = [e for e in ENTITIES if e in entities] or list(ENTITIES)
-    run_id = _ctx().request_sync(chosen, direction, policy)
-    return jsonify(run_id=run_id, entities=chosen), 202
+    chosen = sync_order(entities)
+    run_id = _ctx().request_sync(chosen, direction, policy, request_id)
+    return jsonify(run_id=run_id, entities=chosen, request_id=request_id), 202
+
+
+def vocabulary() -> Response:
+    """The words the page builds its lists from (contract.vocabulary, contract.records)."""
+    defaults = Preferences.model_fields
+    return jsonify(
+        entities=[_entity_view(entity) for entity in ENTITIES],
+        all=list(ALL_ENTITIES),
+        directions=list(values(Direction)),
+        policies=list(values(Policy)),
+        resolutions=list(values(Resolution)),
+        event_types=list(values(EventType)),
+        defaults={"direction": defaults["default_direction"].default, "policy": defaults["conflict_policy"].default},
+    )
+
+
+def _entity_view(entity: str) -> dict[str, Any]:
+    return {
+        "name": entity,
+        "label": entity.capitalize(),
+        "fields": records_api.editable(entity),
+        "required": list(required_fields(entity)),
+        "references": REFERENCES[entity],
+    }
 
 
 def events() -> Response:
@@ -396,12 +428,6 @@ def history() -> Response:
     limit = request.args.get("limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         abort(400, "limit must be a whole number from 1 to 1000.")
-    conn = _store().conn
-    runs = conn.execute("SELECT * FROM sync_runs ORDER BY started_at DESC LIMIT ?", (int(limit),)).fetchall()
-    totals = conn.execute(
-        "SELECT count(*) AS runs, coalesce(sum(status = 'completed'), 0) AS completed, "
-        "coalesce(sum(status = 'failed'), 0) AS failed, coalesce(sum(status = 'conflicts'), 0) AS conflicts, "
-        "coalesce(sum(pushed), 0) AS pushed, coalesce(sum(pulled), 0) AS pulled FROM sync_runs"
-    ).fetchone()
-    return jsonify(runs=[dict(r) for r in runs], totals=dict(totals))
+    store = _store()
+    return jsonify(runs=store.runs.history(int(limit)), totals=store.runs.totals())
 

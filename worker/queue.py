@@ -26,7 +26,7 @@ import dramatiq
 import redis
 from redis.lock import Lock
 
-from craftsync.contract.records import ENTITIES
+from craftsync.contract.vocabulary import ALL_ENTITIES
 from craftsync.worker.errors import SyncError
 
 #: Seconds a run's lock outlives its last renewal: how soon a crashed worker's entity frees up.
@@ -149,4 +149,10 @@ def entity_lock(client: redis.Redis, entity: str) -> Iterator[None]:
 
 def ordered(entities: list[str]) -> list[str]:
     """``entities`` in dependency order (customers, quotes, orders), each once."""
-    return [entity for entity in ENTITIES if entity in set(entities)]
+    return [entity for entity in ALL_ENTITIES if entity in set(entities)]
+
+
+def sync_order(entities: list[str]) -> list[str]:
+    """What a request for ``entities`` syncs, in the order it syncs them: those named, or
+    every entity ("all") when it names none."""
+    return ordered(entities) or list(ALL_ENTITIES)

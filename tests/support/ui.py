@@ -236,10 +236,11 @@ def make_ui(
     monitor = ConnectionMonitor(remote)
     calls: list[tuple[list[str], str, str]] = []
 
-    def request(entities: list[str], direction: str, policy: str) -> str:
+    def request(entities: list[str], direction: str, policy: str, request_id: str | None = None) -> str:
         calls.append((list(entities), direction, policy))
         chosen = ordered(entities) or list(ENTITIES)
-        return request_sync(broker, client, chosen, direction=direction, policy=policy)
+        return request_sync(broker, client, chosen, direction=direction, policy=policy,
+                            requests=[request_id] if request_id else None)
 
     ctx = UiContext(
         secret=SECRET,
