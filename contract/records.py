@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from enum import StrEnum
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Final
@@ -130,25 +131,43 @@ def _check_id(value: str) -> str:
     return value
 
 
-RecordId = Annotated[str, Field(strict=True), AfterValidator(_check_id)]
-OptionalId = Annotated[RecordId | None, BeforeValidator(_blank_is_null(lambda value: value)), Field(default=None)]
-Timestamp = Annotated[str | None, BeforeValidator(_blank_is_null(parse_time))]
-Day = Annotated[str | None, BeforeValidator(_blank_is_null(_parse_date))]
+class Kind(StrEnum):
+    """What a field holds; it decides the field's column and its wire form."""
+
+    ID = "id"
+    REFERENCE = "reference"  # the id of another entity's record
+    TIME = "time"
+    DATE = "date"
+    MONEY = "money"
+    PERCENT = "percent"
+    TEXT = "text"  # of a bounded length
+    LONG_TEXT = "long_text"  # notes: a text column without a declared length
+
+
+RecordId = Annotated[str, Field(strict=True), AfterValidator(_check_id), Kind.ID]
+OptionalId = Annotated[
+    RecordId | None, BeforeValidator(_blank_is_null(lambda value: value)), Field(default=None), Kind.REFERENCE
+]
+Timestamp = Annotated[str | None, BeforeValidator(_blank_is_null(parse_time)), Kind.TIME]
+Day = Annotated[str | None, BeforeValidator(_blank_is_null(_parse_date)), Kind.DATE]
 #: Money may be negative (a credit note); a percentage is 0 to 100.
 Money = Annotated[
     str | None,
     BeforeValidator(_blank_is_null(_decimal_parser(2, Decimal("9999999999.99"), Decimal("-9999999999.99")))),
+    Kind.MONEY,
 ]
-Percent = Annotated[str | None, BeforeValidator(_blank_is_null(_decimal_parser(3, Decimal("100"), Decimal("0"))))]
+Percent = Annotated[
+    str | None, BeforeValidator(_blank_is_null(_decimal_parser(3, Decimal("100"), Decimal("0")))), Kind.PERCENT
+]
 Version = Annotated[int | None, Field(default=None, strict=True, ge=0)]
-Text20 = Annotated[str | None, StringConstraints(max_length=20)]
-Text40 = Annotated[str | None, StringConstraints(max_length=40)]
-Text50 = Annotated[str | None, StringConstraints(max_length=50)]
-Text100 = Annotated[str | None, StringConstraints(max_length=100)]
-Text200 = Annotated[str | None, StringConstraints(max_length=200)]
-Text500 = Annotated[str | None, StringConstraints(max_length=500)]
-Notes = Annotated[str | None, StringConstraints(max_length=10_000)]
-Email = Annotated[str | None, StringConstraints(max_length=254, pattern=r"^$|^[^@\s]+@[^@\s]+$")]
+Text20 = Annotated[str | None, StringConstraints(max_length=20), Kind.TEXT]
+Text40 = Annotated[str | None, StringConstraints(max_length=40), Kind.TEXT]
+Text50 = Annotated[str | None, StringConstraints(max_length=50), Kind.TEXT]
+Text100 = Annotated[str | None, StringConstraints(max_length=100), Kind.TEXT]
+Text200 = Annotated[str | None, StringConstraints(max_length=200), Kind.TEXT]
+Text500 = Annotated[str | None, StringConstraints(max_length=500), Kind.TEXT]
+Notes = Annotated[str | None, StringConstraints(max_length=10_000), Kind.LONG_TEXT]
+Email = Annotated[str | None, StringConstraints(max_length=254, pattern=r"^$|^[^@\s]+@[^@\s]+$"), Kind.TEXT]
 
 #: Numeric limits of the columns, so that the schema and validation agree.
 MONEY_PRECISION: Final = (12, 2)
@@ -181,7 +200,7 @@ class _Record(BaseModel):
 
 
 class Customer(_Record):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200), Field(strict=True)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200), Field(strict=True), Kind.TEXT]
     company: Text200 = None
     email: Email = None
     phone: Text50 = None
@@ -239,6 +258,23 @@ _BOOKKEEPING = {"base_version", "version"}
 def data_fields(entity: str) -> tuple[str, ...]:
     """The stored fields of an entity, in schema order (no version bookkeeping)."""
     return tuple(name for name in MODELS[entity].model_fields if name not in _BOOKKEEPING)
+
+
+def own_fields(entity: str) -> tuple[str, ...]:
+    """The entity's own data fields, in schema order: those besides ``COMMON_FIELDS``."""
+    return tuple(name for name in data_fields(entity) if name not in COMMON_FIELDS)
+
+
+def field_kind(entity: str, name: str) -> Kind:
+    """What a data field of an entity holds."""
+    (kind,) = (item for item in MODELS[entity].model_fields[name].metadata if isinstance(item, Kind))
+    return kind
+
+
+def max_length(entity: str, name: str) -> int | None:
+    """The most characters a text field may hold (None for other fields)."""
+    lengths = [item.max_length for item in MODELS[entity].model_fields[name].metadata if hasattr(item, "max_length")]
+    return next((length for length in lengths if length is not None), None)
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """The central database's tables (SQLAlchemy Core).
 
-Each entity table holds the original package's columns plus two of the server's own:
+Each entity table holds the contract's fields (``contract.records``: names, order, kinds
+and lengths come from its models) plus two of the server's own:
 ``version``, raised on every change of the record, and ``seq``, the entity's change
 sequence. Every write takes the next ``seq`` values from ``counters`` while holding that
 counter's row lock, so ``seq`` order is commit order: a reader paging by ``seq`` can never
@@ -13,10 +14,9 @@ correctly as text on every backend; money is ``NUMERIC``. The migrations in
 
 from __future__ import annotations
 
-from typing import Final
-
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -33,7 +33,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from craftsync.contract.records import MONEY_PRECISION, PERCENT_PRECISION
+from craftsync.contract.records import (
+    MONEY_PRECISION,
+    NUMBER_FIELDS,
+    PERCENT_PRECISION,
+    REFERENCES,
+    Kind,
+    field_kind,
+    max_length,
+    own_fields,
+    required_fields,
+)
 
 metadata = MetaData()
 
@@ -93,57 +103,49 @@ def _bookkeeping(entity: str) -> list[Column | Index]:
     ]
 
 
-customers = Table(
-    "customers",
-    metadata,
-    Column("id", ID, primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("company", String(200)),
-    Column("email", String(254)),
-    Column("phone", String(50)),
-    Column("address", String(500)),
-    Column("city", String(100)),
-    Column("state", String(100)),
-    Column("zip", String(20)),
-    Column("country", String(100)),
-    Column("notes", Text),
-    *_bookkeeping("customers"),
-)
+def _column(entity: str, name: str) -> Column:
+    """The column of one data field, from what the contract says the field holds.
 
-quotes = Table(
-    "quotes",
-    metadata,
-    Column("id", ID, primary_key=True),
-    Column("quote_number", String(40), nullable=False),
-    Column("customer_id", ID, ForeignKey("customers.id", name="fk_quotes_customer")),
-    Column("project_name", String(200)),
-    Column("status", String(40)),
-    Column("total_amount", _money()),
-    Column("discount_percent", _percent()),
-    Column("tax_percent", _percent()),
-    Column("notes", Text),
-    Column("valid_until", DAY),
-    Column("created_by", String(100)),
-    *_bookkeeping("quotes"),
-    Index("ix_quotes_quote_number", "quote_number"),
-)
+    A required field (a customer's name) and the number of a quote or order, which the
+    server always assigns, are NOT NULL; references get a foreign key."""
+    kind = field_kind(entity, name)
+    nullable = name not in required_fields(entity) and name != NUMBER_FIELDS.get(entity)
+    if kind is Kind.REFERENCE:
+        target = REFERENCES[entity][name]
+        key = ForeignKey(f"{target}.id", name=f"fk_{entity}_{name.removesuffix('_id')}")
+        return Column(name, ID, key, nullable=nullable)
+    if kind is Kind.TEXT:
+        return Column(name, String(max_length(entity, name)), nullable=nullable)
+    return Column(name, _COLUMN_TYPES[kind](), nullable=nullable)
 
-orders = Table(
-    "orders",
-    metadata,
-    Column("id", ID, primary_key=True),
-    Column("order_number", String(40), nullable=False),
-    Column("quote_id", ID, ForeignKey("quotes.id", name="fk_orders_quote")),
-    Column("customer_id", ID, ForeignKey("customers.id", name="fk_orders_customer")),
-    Column("status", String(40)),
-    Column("order_date", DAY),
-    Column("delivery_date", DAY),
-    Column("total_amount", _money()),
-    Column("payment_status", String(40)),
-    Column("notes", Text),
-    *_bookkeeping("orders"),
-    Index("ix_orders_order_number", "order_number"),
-)
+
+#: The column type of each kind of field but references and bounded texts.
+_COLUMN_TYPES: Final[dict[Kind, Callable[[], Any]]] = {
+    Kind.TIME: lambda: TIME,
+    Kind.DATE: lambda: DAY,
+    Kind.MONEY: _money,
+    Kind.PERCENT: _percent,
+    Kind.LONG_TEXT: Text,
+}
+
+
+def _entity_table(entity: str) -> Table:
+    """An entity's table: its id, its own fields and its times as the contract lists them,
+    then the server's bookkeeping; a quote's or order's number is indexed."""
+    number = NUMBER_FIELDS.get(entity)
+    return Table(
+        entity,
+        metadata,
+        Column("id", ID, primary_key=True),
+        *(_column(entity, name) for name in own_fields(entity)),
+        *_bookkeeping(entity),
+        *([Index(f"ix_{entity}_{number}", number)] if number else []),
+    )
+
+
+customers = _entity_table("customers")
+quotes = _entity_table("quotes")
+orders = _entity_table("orders")
 
 #: Named counters: each entity's change sequence, and the numbers handed out for quotes
 #: and orders ("quotes.number"). A row lock on a counter serialises its writers.
