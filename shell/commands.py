@@ -74,8 +74,9 @@ def outcome_code(results: list[dict[str, Any]]) -> int:
 
 def _sync_inline(settings: Settings, entities: list[str], options: SyncOptions, *, quiet: bool) -> list[dict[str, Any]]:
     with LocalStore(settings.database) as store, RemoteClient(settings.remote()) as remote:
-        engine = SyncEngine(store, remote, progress=None if quiet else _print_progress)
-        return [engine.sync(entity, options).as_dict() for entity in entities]
+        engine = SyncEngine(store, remote)
+        progress = None if quiet else _print_progress
+        return [engine.sync(entity, options, progress=progress).as_dict() for entity in entities]
 
 
 def _sync_queued(
@@ -238,13 +239,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _entity_status(store: LocalStore, entity: str) -> dict[str, Any]:
-    counts = store.counts(entity)
-    last = store.conn.execute(
-        "SELECT run_id, status, started_at, finished_at, pushed, pulled, conflicts, rejected, error "
-        "FROM sync_runs WHERE entity = ? ORDER BY started_at DESC LIMIT 1",
-        (entity,),
-    ).fetchone()
-    return {**counts, "last_run": dict(last) if last else None}
+    last = store.runs.last(entity)
+    shown = {name: last[name] for name in _LAST_RUN_SHOWN} if last else None
+    return {**store.counts(entity), "last_run": shown}
+
+
+#: What ``craftsync status`` tells of an entity's last run.
+_LAST_RUN_SHOWN: Final = ("run_id", "status", "started_at", "finished_at", "pushed", "pulled", "conflicts",
+                          "rejected", "error")
 
 
 def _connection(settings: Settings) -> dict[str, Any]:

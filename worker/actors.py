@@ -64,7 +64,7 @@ def _engine() -> SyncEngine:
     engine: SyncEngine | None = getattr(_local, "engine", None)
     if engine is None:
         store = LocalStore(settings.database, migrate_schema=False)  # migrated at start-up, below
-        engine = SyncEngine(store, RemoteClient(settings.remote()), progress=_publish)
+        engine = SyncEngine(store, RemoteClient(settings.remote()))  # each run gives its own progress sink
         _local.engine = engine
     return engine
 
@@ -83,9 +83,10 @@ def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> Non
             log.info("%s run %s was done by another message; nothing to do", entity, run_id)
             return
         then, requests = claimed
-        engine = _engine()
-        engine.progress = lambda event: _publish({**event, "requests": requests})
-        result = engine.sync(entity, SyncOptions(direction=direction, policy=policy), run_id=run_id)  # type: ignore[arg-type]
+        result = _engine().sync(
+            entity, SyncOptions(direction=direction, policy=policy), run_id=run_id,  # type: ignore[arg-type]
+            progress=lambda event: _publish({**event, "requests": requests}),
+        )
     if then:
         request_sync(broker, _redis, then, direction=direction, policy=policy, requests=requests)
     log.info("%s %s: %s (pushed %d, pulled %d)", entity, direction, result.status, result.pushed, result.pulled)

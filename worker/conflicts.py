@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from craftsync.contract.records import InvalidRecord, data_fields, now_iso, validate
-from craftsync.worker.engine import as_text
+from craftsync.contract.records import InvalidRecord, data_fields, validate
+from craftsync.contract.vocabulary import Resolution, values
+from craftsync.worker.canonical import as_text
 from craftsync.worker.errors import SyncError
-from craftsync.worker.store import LocalStore, loads
+from craftsync.worker.store import LocalStore, local_record, loads
 
-Choice = Literal["local", "remote", "merged"]
-CHOICES: Final = ("local", "remote", "merged")
+#: How the user may settle a conflict (the vocabulary's ``Resolution``).
+Choice = Resolution
+CHOICES: Final = values(Resolution)
 
 
 class ConflictNotFound(SyncError):
@@ -46,18 +48,13 @@ class Conflict:
 
 def open_conflicts(store: LocalStore, entity: str | None = None) -> list[Conflict]:
     """The conflicts still waiting for a decision, oldest first."""
-    query = "SELECT * FROM sync_conflicts WHERE resolved = 0"
-    args: tuple[Any, ...] = ()
-    if entity:
-        query, args = query + " AND entity = ?", (entity,)
-    rows = store.conn.execute(query + " ORDER BY id", args).fetchall()
     return [
         Conflict(
             id=row["id"], entity=row["entity"], record_id=row["record_id"], fields=json.loads(row["fields"]),
             local=loads(row["local_data"]), remote=json.loads(row["remote_data"]), base=loads(row["base_data"]),
             remote_version=row["remote_version"], created_at=row["created_at"],
         )
-        for row in rows
+        for row in store.conflicts.open(entity)
     ]
 
 
@@ -89,43 +86,22 @@ def resolve(store: LocalStore, conflict_id: int, use: Choice, data: dict[str, An
 
 
 def _current_local(store: LocalStore, conflict: Conflict) -> dict[str, Any]:
-    fields = data_fields(conflict.entity)
-    row = store.conn.execute(
-        f"SELECT {', '.join(fields)} FROM {conflict.entity} WHERE id = ?", (conflict.record_id,)
-    ).fetchone()
+    """The local record as it is now: its row, or for a hard-deleted one its tombstone."""
+    row = store.rows(conflict.entity, [conflict.record_id]).get(conflict.record_id)
     if row is not None:
-        return {name: as_text(row[name]) for name in fields}
-    meta = store.conn.execute(
-        "SELECT deleted_data, changed_at FROM sync_metadata WHERE entity = ? AND record_id = ?",
-        (conflict.entity, conflict.record_id),
-    ).fetchone()
-    gone = (loads(meta["deleted_data"]) if meta else None) or dict(conflict.local or {})
-    gone["deleted_at"] = gone.get("deleted_at") or (meta["changed_at"] if meta else now_iso())
-    return gone
+        return {name: as_text(value) for name, value in row.items()}
+    meta = store.metadata(conflict.entity, [conflict.record_id]).get(conflict.record_id)
+    if meta is None:  # cannot happen: a record in conflict has its metadata; keep what the conflict saw
+        return dict(conflict.local or {})
+    return local_record(meta, None)
 
 
 def _store_choice(store: LocalStore, conflict: Conflict, chosen: dict[str, Any], use: str) -> None:
-    entity, fields = conflict.entity, data_fields(conflict.entity)
+    entity, record_id, fields = conflict.entity, conflict.record_id, data_fields(conflict.entity)
     agreed = chosen == {name: conflict.remote.get(name) for name in fields}
-    with store.engine_writes() as conn:
-        gone = chosen.get("deleted_at") is not None and not conn.execute(
-            f"SELECT 1 FROM {entity} WHERE id = ?", (conflict.record_id,)
-        ).fetchone()
+    with store.engine_writes():
+        gone = chosen.get("deleted_at") is not None and not store.row_exists(entity, record_id)
         if not gone:
-            updates = ", ".join(f"{name} = excluded.{name}" for name in fields if name != "id")
-            conn.execute(
-                f"INSERT INTO {entity} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}",
-                [chosen.get(name) for name in fields],
-            )
-        conn.execute(
-            "UPDATE sync_metadata SET remote_version = ?, base_data = ?, sync_status = ?, "
-            "synced_version = CASE WHEN ? THEN local_version ELSE synced_version END, "
-            "deleted_data = CASE WHEN ? THEN deleted_data ELSE NULL END WHERE entity = ? AND record_id = ?",
-            (conflict.remote_version, None if agreed else json.dumps(conflict.remote),
-             "synced" if agreed else "pending", agreed, gone, entity, conflict.record_id),
-        )
-        conn.execute(
-            "UPDATE sync_conflicts SET resolved = 1, resolution = ?, resolved_at = ? WHERE id = ?",
-            (use, now_iso(), conflict.id),
-        )
+            store.upsert(entity, [chosen])
+        store.conflicts.settle(conflict.id, entity, record_id, use=use, remote=conflict.remote,
+                               remote_version=conflict.remote_version, agreed=agreed, row_gone=gone)

@@ -16,10 +16,12 @@ device's, ``manual`` leaves the decision to the user.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-Policy = Literal["remote", "local", "manual"]
-POLICIES: Final = ("remote", "local", "manual")
+from craftsync.contract.vocabulary import Policy, values
+
+#: The policies, as spelled on the wire.
+POLICIES: Final = values(Policy)
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,12 @@ def merge(
     if "updated_at" in fields:
         merged["updated_at"] = max(local.get("updated_at") or "", remote.get("updated_at") or "") or None
     for name in ours:
-        if name not in conflicts or policy == "local":
+        if name not in conflicts or policy == Policy.LOCAL:
             merged[name] = local.get(name)
-    if conflicts and policy == "manual":
+    if conflicts and policy == Policy.MANUAL:
         return Merge(record=dict(local), conflicts=conflicts)
     if conflicts and "deleted_at" in conflicts:
-        merged = dict(local if policy == "local" else remote)  # a delete is all or nothing
+        merged = dict(local if policy == Policy.LOCAL else remote)  # a delete is all or nothing
     return Merge(record=merged, conflicts=conflicts)
 
 

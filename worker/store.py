@@ -1,4 +1,4 @@
-"""The local store: the host app's SQLite file, its schema, and the engine's access to it.
+"""The local store: the host app's SQLite file, its schema, and every SQL statement on it.
 
 The host app, the UI and several workers open the file at once, so every connection runs
 in WAL mode with a busy timeout. The engine's writes go through ``LocalStore.engine_writes``:
@@ -6,6 +6,19 @@ one ``BEGIN IMMEDIATE`` transaction with change capture switched off inside it (
 triggers check the one-row ``sync_control`` table), so that what the engine writes is never
 mistaken for a change made by the host app. Other connections never see capture switched
 off: the switch is part of the transaction and is set back before it commits.
+
+``LocalStore`` answers the sync engine, the conflict commands and the shell by named
+methods; three tables have a module of their own, reached through the store:
+
+    store.py             the file: connection, migration, transactions, sync state, the host
+                         app's rows and their ``sync_metadata``
+    store_conflicts.py   ``store.conflicts``: the ``sync_conflicts`` table
+    store_runs.py        ``store.runs``: the ``sync_runs`` log
+    store_records.py     ``store.records``: the UI's record lists, searches and edits
+
+No other module holds SQL on the local file. ``LocalStore.execute`` (with ``execute_one``
+and ``execute_many``) runs every statement, and is the one place where sqlite3 errors
+become ``LocalStoreError``.
 """
 
 from __future__ import annotations
@@ -13,17 +26,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from craftsync.server.db import make_engine
-from craftsync.contract.records import ENTITIES, data_fields
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+from craftsync.contract.records import ENTITIES, data_fields, now_iso
 from craftsync.worker.errors import LocalStoreError
 from craftsync.worker.settings import ensure_dir
+from craftsync.worker.store_conflicts import ConflictTable
+from craftsync.worker.store_records import RecordQueries
+from craftsync.worker.store_runs import RunLog
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = threading.Lock()
@@ -32,12 +50,24 @@ _MIGRATION_LOCK = threading.Lock()
 BUSY_TIMEOUT_MS: Final = 30_000
 #: Pages between WAL checkpoints; 10,000 instead of 1,000 measured 25-40% faster bulk pulls.
 WAL_AUTOCHECKPOINT: Final = 10_000
+#: Ids per ``IN (...)`` list: SQLite allows 999 parameters in older builds.
+IDS_PER_QUERY: Final = 900
+
+Row = sqlite3.Row
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection tuned for sharing the file: WAL, busy timeout, explicit transactions."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn = _open(path)
+    except sqlite3.Error as exc:
+        raise _translated(exc) from exc
     conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _open(path: str | Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -58,11 +88,11 @@ def migrate(path: str | Path) -> None:
 
 
 def _upgrade(path: str | Path) -> None:
-    engine = make_engine(f"sqlite:///{path}")
+    engine = _migration_engine(path)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:
-        with engine.connect().execution_options(write=True) as connection:
+        with engine.connect() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except Exception as exc:
@@ -71,14 +101,32 @@ def _upgrade(path: str | Path) -> None:
         engine.dispose()
 
 
+def _migration_engine(path: str | Path) -> Engine:
+    """A SQLAlchemy engine for Alembic on our own connections, whose transactions begin
+    with ``BEGIN IMMEDIATE`` (the connections are in autocommit mode: we issue BEGIN)."""
+    engine = create_engine("sqlite://", creator=lambda: _open(path), poolclass=NullPool)
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
 class LocalStore:
-    """The engine's view of one local database file."""
+    """One connection to one local database file, and the statements run on it."""
 
     def __init__(self, path: str | Path, *, migrate_schema: bool = True) -> None:
         self.path = Path(path)
         if migrate_schema:
             migrate(self.path)
         self.conn = connect(self.path)
+        #: The conflicts kept for the user.
+        self.conflicts = ConflictTable(self)
+        #: The log of runs.
+        self.runs = RunLog(self)
+        #: The UI's record lists and edits.
+        self.records = RecordQueries(self)
 
     def close(self) -> None:
         self.conn.close()
@@ -89,24 +137,49 @@ class LocalStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- the boundary: every statement, and sqlite3's errors as LocalStoreError ------------
+
+    def execute(self, statement: str, args: Sequence[Any] = ()) -> list[Row]:
+        """Run one statement; its rows (none for most writes)."""
+        try:
+            return self.conn.execute(statement, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _translated(exc) from exc
+
+    def execute_one(self, statement: str, args: Sequence[Any] = ()) -> Row | None:
+        """Run one statement; its first row, or None."""
+        try:
+            return self.conn.execute(statement, args).fetchone()
+        except sqlite3.Error as exc:
+            raise _translated(exc) from exc
+
+    def execute_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments."""
+        if not rows:
+            return
+        try:
+            self.conn.executemany(statement, rows)
+        except sqlite3.Error as exc:
+            raise _translated(exc) from exc
+
     @contextmanager
     def engine_writes(self) -> Iterator[sqlite3.Connection]:
         """One write transaction whose changes the capture triggers ignore."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("UPDATE sync_control SET capture_off = 1 WHERE id = 1")
-            yield conn
-            conn.execute("UPDATE sync_control SET capture_off = 0 WHERE id = 1")
-            conn.execute("COMMIT")
+            self.execute("UPDATE sync_control SET capture_off = 1 WHERE id = 1")
+            yield self.conn
+            self.execute("UPDATE sync_control SET capture_off = 0 WHERE id = 1")
+            self.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                self.conn.execute("ROLLBACK")
             raise
 
-    # -- state -------------------------------------------------------------------------
+    # -- state ------------------------------------------------------------------------------
 
     def state(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+        row = self.execute_one("SELECT value FROM sync_state WHERE key = ?", (key,))
         return row[0] if row else None
 
     @property
@@ -116,10 +189,27 @@ class LocalStore:
         return value
 
     def cursor(self, entity: str) -> str:
-        row = self.conn.execute("SELECT cursor FROM sync_cursors WHERE entity = ?", (entity,)).fetchone()
+        row = self.execute_one("SELECT cursor FROM sync_cursors WHERE entity = ?", (entity,))
         return row[0] if row else "0"
 
-    # -- reading -----------------------------------------------------------------------
+    def set_cursor(self, entity: str, cursor: str) -> None:
+        self.execute(
+            "INSERT INTO sync_cursors (entity, cursor, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            (entity, cursor, now_iso()),
+        )
+
+    def numbers_left(self, entity: str) -> int:
+        row = self.execute_one(
+            "SELECT coalesce(sum(last - next + 1), 0) FROM sync_number_blocks WHERE entity = ? AND next <= last",
+            (entity,),
+        )
+        return int(row[0]) if row else 0
+
+    def add_number_block(self, entity: str, first: int, last: int) -> None:
+        self.execute("INSERT INTO sync_number_blocks (entity, next, last) VALUES (?, ?, ?)", (entity, first, last))
+
+    # -- the host app's rows ------------------------------------------------------------------
 
     def rows(self, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The host app's rows with these ids, as dicts of the entity's fields."""
@@ -128,53 +218,153 @@ class LocalStore:
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(f"SELECT {columns} FROM {entity} WHERE id IN ({marks})", chunk):
+            for row in self.execute(f"SELECT {columns} FROM {entity} WHERE id IN ({marks})", chunk):
                 found[row["id"]] = dict(row)
         return found
 
-    def metadata(self, entity: str, ids: list[str]) -> dict[str, sqlite3.Row]:
-        found: dict[str, sqlite3.Row] = {}
+    def row_exists(self, entity: str, record_id: str) -> bool:
+        _check(entity)
+        return self.execute_one(f"SELECT 1 FROM {entity} WHERE id = ?", (record_id,)) is not None
+
+    def upsert(self, entity: str, records: list[dict[str, Any]]) -> None:
+        """Insert records into the host app's table, or overwrite the rows with their ids."""
+        _check(entity)
+        fields = data_fields(entity)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in fields if name != "id")
+        statement = (
+            f"INSERT INTO {entity} ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        self.execute_many(statement, [[record.get(name) for name in fields] for record in records])
+
+    def write_record(self, entity: str, data: dict[str, Any], *, row_exists: bool) -> None:
+        """Write one record (an upsert); a tombstone of a record this device has already
+        removed stays removed."""
+        if data.get("deleted_at") is not None and not row_exists and not self.row_exists(entity, data["id"]):
+            return
+        self.upsert(entity, [data])
+
+    # -- sync metadata ------------------------------------------------------------------------
+
+    def metadata(self, entity: str, ids: list[str]) -> dict[str, Row]:
+        found: dict[str, Row] = {}
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             query = f"SELECT * FROM sync_metadata WHERE entity = ? AND record_id IN ({marks})"
-            for row in self.conn.execute(query, [entity, *chunk]):
+            for row in self.execute(query, [entity, *chunk]):
                 found[row["record_id"]] = row
         return found
 
-    def pending(self, entity: str, *, after: int, limit: int) -> list[sqlite3.Row]:
+    def local_versions(self, meta_ids: list[int]) -> dict[int, int]:
+        """The current ``local_version`` of these metadata rows (by their ``id``)."""
+        found: dict[int, int] = {}
+        for chunk in _chunks(meta_ids):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.execute(f"SELECT id, local_version FROM sync_metadata WHERE id IN ({marks})", chunk))
+        return found
+
+    def pending(self, entity: str, *, after: int, limit: int) -> list[Row]:
         """Metadata of records with local changes still to push, in the order they were made."""
-        return self.conn.execute(
+        return self.execute(
             "SELECT * FROM sync_metadata WHERE entity = ? AND sync_status = 'pending' AND id > ? ORDER BY id LIMIT ?",
             (entity, after, limit),
-        ).fetchall()
+        )
 
     def counts(self, entity: str) -> dict[str, int]:
         """How many records of ``entity`` are pending, in conflict, rejected."""
-        rows = self.conn.execute(
+        rows = self.execute(
             "SELECT sync_status, count(*) FROM sync_metadata WHERE entity = ? GROUP BY sync_status", (entity,)
-        ).fetchall()
+        )
         counts = {"pending": 0, "conflict": 0, "rejected": 0, "synced": 0}
         counts.update({status: n for status, n in rows})
         return counts
 
     def pending_count(self, entity: str) -> int:
         """Records with changes to push (the partial index answers without a scan)."""
-        row = self.conn.execute(
+        row = self.execute_one(
             "SELECT count(*) FROM sync_metadata WHERE entity = ? AND sync_status = 'pending'", (entity,)
-        ).fetchone()
-        return int(row[0])
-
-    def numbers_left(self, entity: str) -> int:
-        row = self.conn.execute(
-            "SELECT coalesce(sum(last - next + 1), 0) FROM sync_number_blocks WHERE entity = ? AND next <= last",
-            (entity,),
-        ).fetchone()
-        return int(row[0])
-
-    def add_number_block(self, entity: str, first: int, last: int) -> None:
-        self.conn.execute(
-            "INSERT INTO sync_number_blocks (entity, next, last) VALUES (?, ?, ?)", (entity, first, last)
         )
+        return int(row[0]) if row else 0
+
+    def rejected(self, limit: int = 50) -> list[Row]:
+        """Records the server refused (entity, record_id, reason), oldest first."""
+        return self.execute(
+            "SELECT entity, record_id, reason FROM sync_metadata WHERE sync_status = 'rejected' ORDER BY id LIMIT ?",
+            (limit,),
+        )
+
+    def agree(self, entity: str, agreed: list[tuple[str, int, int]]) -> None:
+        """Record that both sides hold these records at these versions, with no local
+        changes left: (record_id, local_version, remote_version) each."""
+        now = now_iso()
+        self.execute_many(_AGREE_SQL, [(entity, rid, local, local, remote, now) for rid, local, remote in agreed])
+
+    def keep_pending(self, entity: str, record_id: str, *, version: int, base: dict[str, Any]) -> None:
+        """Local changes survive a merge: push them from the new base, the server's ``version``."""
+        self.execute(
+            "UPDATE sync_metadata SET remote_version = ?, base_data = ?, sync_status = 'pending', reason = NULL "
+            "WHERE entity = ? AND record_id = ?",
+            (version, json.dumps(base), entity, record_id),
+        )
+
+    def rebase(self, meta_id: int, *, version: int, base: dict[str, Any]) -> None:
+        """A record pushed but edited again meanwhile stays pending, from the new base."""
+        self.execute("UPDATE sync_metadata SET remote_version = ?, base_data = ? WHERE id = ?",
+                     (version, json.dumps(base), meta_id))
+
+    def reject(self, meta_id: int, reason: str) -> None:
+        """Quarantine a record until it is edited."""
+        self.execute("UPDATE sync_metadata SET sync_status = 'rejected', reason = ? WHERE id = ?", (reason, meta_id))
+
+    def note_reason(self, meta_id: int, reason: str) -> None:
+        """Say why a record is still pending (it is sent again next push)."""
+        self.execute("UPDATE sync_metadata SET reason = ? WHERE id = ?", (reason, meta_id))
+
+    def reject_new(self, entity: str, record_id: str, reason: str) -> None:
+        """Quarantine a record this device holds now without having changed it (an import)."""
+        self.execute(
+            "INSERT INTO sync_metadata (entity, record_id, local_version, sync_status, reason, changed_at) "
+            "VALUES (?, ?, 1, 'rejected', ?, ?) ON CONFLICT (entity, record_id) DO UPDATE SET "
+            "sync_status = 'rejected', reason = excluded.reason",
+            (entity, record_id, reason, now_iso()),
+        )
+
+    def forget(self, metas: list[Row]) -> None:
+        """Drop the metadata of records, unless they changed again since they were read."""
+        self.execute_many("DELETE FROM sync_metadata WHERE id = ? AND local_version = ?",
+                          [(meta["id"], meta["local_version"]) for meta in metas])
+
+    def keep_tombstones(self, tombstones: list[tuple[str, int]]) -> None:
+        """A hard-deleted record keeps its tombstone after agreement: (deleted_data, meta id) each."""
+        self.execute_many("UPDATE sync_metadata SET deleted_data = ? WHERE id = ?", tombstones)
+
+
+#: Record that both sides hold the same record at a version (no local changes left).
+_AGREE_SQL: Final = (
+    "INSERT INTO sync_metadata (entity, record_id, local_version, synced_version, remote_version, "
+    "last_synced_at, sync_status) VALUES (?, ?, ?, ?, ?, ?, 'synced') "
+    "ON CONFLICT (entity, record_id) DO UPDATE SET synced_version = excluded.synced_version, "
+    "remote_version = excluded.remote_version, last_synced_at = excluded.last_synced_at, "
+    "sync_status = 'synced', base_data = NULL, deleted_data = NULL, reason = NULL"
+)
+
+
+def local_record(meta: Row, row: dict[str, Any] | None) -> dict[str, Any]:
+    """The local record as stored: the host app's row, or for a hard-deleted one its
+    tombstone (the row as it was, with ``deleted_at`` the time of the delete)."""
+    if row is not None and meta["deleted_data"] is None:
+        return row
+    data = loads(meta["deleted_data"]) or {"id": meta["record_id"]}
+    data["deleted_at"] = data.get("deleted_at") or meta["changed_at"]
+    return data
+
+
+def loads(text: str | None) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
+
+
+def _translated(exc: sqlite3.Error) -> LocalStoreError:
+    return LocalStoreError(f"local database error: {exc}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -183,15 +373,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def loads(text: str | None) -> dict[str, Any] | None:
-    return json.loads(text) if text else None
-
-
 def _check(entity: str) -> None:
     if entity not in ENTITIES:
         raise LocalStoreError(f"unknown entity {entity!r}")
 
 
-def _chunks(values: list[str], size: int = 900) -> Iterator[list[str]]:
+def _chunks(values: Sequence[Any], size: int = IDS_PER_QUERY) -> Iterator[list[Any]]:
     for start in range(0, len(values), size):
-        yield values[start : start + size]
+        yield list(values[start : start + size])
