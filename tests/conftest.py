@@ -19,6 +19,8 @@ POSTGRES_ADMIN_URL = os.environ.get("CRAFTSYNC_TEST_POSTGRES_URL", "postgresql+p
 MARIADB_ADMIN_URL = os.environ.get("CRAFTSYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 REDIS_TEST_URL = os.environ.get("CRAFTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+#: Helpers whose asserts should explain themselves (registered before anything imports them).
+pytest.register_assert_rewrite("tests.support")
 from tests.support.api import API_KEY  # noqa: E402,F401  (re-exported for test modules)
 
 #: Every fixture of the suite, for every test module (tests/support/fixtures.py lists them).

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("tests.support.worker")  # before the import: its asserts explain themselves
-
-from tests.support.worker import (  # noqa: E402
+from tests.support.worker import (
     CRAFTSYNC,
     Central,
     Device,
@@ -28,10 +26,9 @@ from tests.support.worker import (  # noqa: E402
     free_port,
     wait_until,
 )
-from craftsync.shell.preferences import PreferenceStore  # noqa: E402
-from craftsync.worker.events import channel  # noqa: E402
+from craftsync.shell.preferences import PreferenceStore
+from craftsync.worker.events import channel
 
-pytest_plugins = ("tests.support.worker",)  # its fixtures: redis_db, central, device, events...
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 

@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("tests.support.worker")  # before the import: its asserts explain themselves
-
-from tests.support.worker import (  # noqa: E402
+from tests.support.worker import (
     Device,
     EventLog,
     Service,
@@ -22,9 +20,8 @@ from tests.support.worker import (  # noqa: E402
     queue_broker,
     wait_until,
 )
-from craftsync.worker.queue import LOCK_TTL_S, request_sync  # noqa: E402
+from craftsync.worker.queue import LOCK_TTL_S, request_sync
 
-pytest_plugins = ("tests.support.worker",)  # its fixtures: redis_db, central, device, events...
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 

@@ -22,6 +22,7 @@ from typing import Any, Final
 import httpx
 import pytest
 import redis
+from sqlalchemy import create_engine, text
 
 from craftsync.contract.records import data_fields
 from tests.support import process as process_helpers
@@ -173,6 +174,18 @@ class Central(ServerReads):
         """Live records in the central database exactly as stored (plain SQL), keyed by id."""
         return central_rows(self.database_url, entity)
 
+    def bookkeeping(self, entity: str) -> tuple[dict[str, int], list[int], int]:
+        """Raw from the central database: every record's ``version`` by id, every ``seq`` of
+        the entity's change feed, and its counter (the last ``seq`` handed out)."""
+        engine = create_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(f"SELECT id, version, seq FROM {entity}")).all()
+                counter = conn.execute(text("SELECT value FROM counters WHERE name = :name"), {"name": entity}).scalar()
+        finally:
+            engine.dispose()
+        return {row[0]: row[1] for row in rows}, [row[2] for row in rows], int(counter or 0)
+
 
 def server_live_http(http: httpx.Client, entity: str) -> dict[str, dict[str, Any]]:
     """Live records behind ``http`` (an authorised client on the API root), keyed by id."""
@@ -251,6 +264,10 @@ class HostDB:
         """Live local records (not soft-deleted) exactly as stored, keyed by id."""
         return local_rows(self.conn, entity)
 
+    def rows_ids(self, entity: str) -> set[str]:
+        """The id of every row of the entity's table, soft-deleted ones too."""
+        return {row[0] for row in self.sql(f"SELECT id FROM {entity}")}
+
     def not_synced(self) -> list[tuple[str, str, int]]:
         """(entity, status, count) of every sync_metadata row that is not 'synced'."""
         return [tuple(r) for r in self.sql(  # type: ignore[misc]
@@ -259,6 +276,16 @@ class HostDB:
 
     def runs(self) -> list[sqlite3.Row]:
         return self.sql("SELECT * FROM sync_runs ORDER BY started_at")
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's row in ``sync_runs`` as stored, or None when it never started."""
+        rows = self.sql("SELECT * FROM sync_runs WHERE run_id = ?", run_id)
+        return dict(rows[0]) if rows else None
+
+    def known_versions(self, entity: str) -> dict[str, int | None]:
+        """The server version this device last saw of each record (``remote_version``), by id."""
+        return {row[0]: row[1] for row in self.sql(
+            "SELECT record_id, remote_version FROM sync_metadata WHERE entity = ?", entity)}
 
     def close(self) -> None:
         self.conn.close()
@@ -335,11 +362,13 @@ def customers_for_server(count: int) -> list[dict[str, Any]]:
 
 
 def assert_identical(db: HostDB, central: Central, entity: str, *, count: int | None = None) -> None:
-    """Both sides hold the same live records (no duplicates), ``count`` of them, nothing pending:
-    the same stored values, field by field, read raw from each database."""
+    """Both sides hold the same live records, ``count`` of them, each tracked once in
+    ``sync_metadata``, nothing pending: the same stored values, field by field, read raw from
+    each database."""
     local, remote = db.live(entity), central.stored(entity)
-    rows = db.sql(f"SELECT count(*), count(DISTINCT id) FROM {entity} WHERE deleted_at IS NULL")[0]
-    assert rows[0] == rows[1] == len(local), f"duplicate local ids: {tuple(rows)}"
+    tracked = db.known_versions(entity)
+    assert tracked.keys() == db.rows_ids(entity), (
+        f"sync_metadata tracks {len(tracked)} records, the table holds {len(db.rows_ids(entity))}")
     if count is not None:
         assert (len(local), len(remote)) == (count, count), f"(local, server) live records: {(len(local), len(remote))}"
     assert local.keys() == remote.keys(), (
