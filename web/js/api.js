@@ -60,7 +60,10 @@ function query(params) {
 
 export const api = {
   status: () => request("GET", "/api/status"),
-  sync: (entities, direction) => request("POST", "/api/sync", { entities, direction }),
+  vocabulary: () => request("GET", "/api/vocabulary"),
+  /** `requestId`: the id the page follows this request's runs by (32 lowercase hex digits). */
+  sync: (entities, direction, requestId) =>
+    request("POST", "/api/sync", { entities, direction, request_id: requestId }),
   settings: () => request("GET", "/api/settings"),
   saveSettings: (changes) => request("PUT", "/api/settings", changes),
   testConnection: (overrides = {}) => request("POST", "/api/settings/test", overrides),

@@ -3,7 +3,8 @@
 // sides) emphasised, and a local/remote radio pair for every field that differs.
 
 import { h } from "./dom.js";
-import { fieldLabel, FIELDS } from "./format.js";
+import { fieldLabel } from "./format.js";
+import { fieldsOf } from "./vocabulary.js";
 
 const META = new Set(["id", "version", "base_version", "created_at", "updated_at", "deleted_at"]);
 
@@ -13,7 +14,7 @@ function same(a, b) {
 
 /** The data fields to compare, in the entity's own order, then any others the records hold. */
 function fieldNames(conflict) {
-  const known = FIELDS[conflict.entity] || [];
+  const known = fieldsOf(conflict.entity);
   const seen = new Set(known);
   const extra = [];
   for (const record of [conflict.local, conflict.remote, conflict.base]) {

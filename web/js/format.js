@@ -1,12 +1,9 @@
 // Turning API values into short human text: times, durations, rates, counts, labels.
+// (The lists of entities and fields come from the UI API: see vocabulary.js.)
 
-const ENTITY_LABELS = { customers: "Customers", quotes: "Quotes", orders: "Orders" };
+import { entityLabel } from "./vocabulary.js";
 
-export const ENTITIES = ["customers", "quotes", "orders"];
-
-export function entityLabel(entity) {
-  return ENTITY_LABELS[entity] || entity;
-}
+export { entityLabel };
 
 /** Parse an ISO-8601 time; one without a zone is UTC (the API's times all are). */
 export function parseTime(iso) {
@@ -70,15 +67,6 @@ export function intervalLabel(minutes) {
   return Number.isInteger(hours) ? `${hours} h` : `${Math.floor(hours)} h ${minutes % 60} min`;
 }
 
-/** Editable fields per entity (docs/UI-API.md), used when the API has not said yet. */
-export const FIELDS = {
-  customers: ["name", "company", "email", "phone", "address", "city", "state", "zip", "country", "notes"],
-  quotes: ["quote_number", "customer_id", "project_name", "status", "total_amount", "discount_percent",
-    "tax_percent", "notes", "valid_until", "created_by"],
-  orders: ["order_number", "quote_id", "customer_id", "status", "order_date", "delivery_date", "total_amount",
-    "payment_status", "notes"],
-};
-
 /** "quote_number" → "Quote number". */
 export function fieldLabel(name) {
   const text = name.replace(/_/g, " ").replace(/\bid\b/, "ID");
@@ -92,9 +80,6 @@ const FORM_LABELS = { customer_id: "Customer", quote_id: "Quote", email: "E-mail
 export function formLabel(name) {
   return FORM_LABELS[name] || fieldLabel(name);
 }
-
-/** Fields a record cannot be saved without (the server's models say the same). */
-export const REQUIRED = { customers: ["name"], quotes: [], orders: [] };
 
 /** "customers" → "customer". */
 export function singular(entity) {

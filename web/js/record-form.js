@@ -8,7 +8,8 @@
 
 import { api } from "./api.js";
 import { busy, h, messageLine, replace } from "./dom.js";
-import { customerLabel, formLabel, quoteLabel, recordTitle, REQUIRED, singular } from "./format.js";
+import { customerLabel, formLabel, quoteLabel, recordTitle, singular } from "./format.js";
+import { requiredOf } from "./vocabulary.js";
 
 const LONG = new Set(["notes", "address"]);
 const PLACEHOLDERS = [
@@ -336,7 +337,7 @@ export function createRecordForm() {
       title.textContent = record
         ? `Edit ${singular(entity)} ${recordTitle(entity, record)}`.trim()
         : `Add ${singular(entity)}`;
-      const required = new Set(REQUIRED[entity] || []);
+      const required = new Set(requiredOf(entity));
       legend.hidden = required.size === 0;
       const controls = {};
       const boxes = ordered(fields).map((name) => {

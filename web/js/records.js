@@ -8,11 +8,11 @@ import { confirmAction } from "./confirm.js";
 import { busy, h, messageLine, replace } from "./dom.js";
 import { publish, subscribe } from "./events.js";
 import {
-  count, customerLabel, dateTime, entityLabel, ENTITIES, fieldLabel, FIELDS, recordTitle, relativeTime, sentence,
-  singular, truncate,
+  count, customerLabel, dateTime, entityLabel, fieldLabel, recordTitle, relativeTime, sentence, singular, truncate,
 } from "./format.js";
 import { createRecordForm } from "./record-form.js";
 import { createTabs } from "./tabs.js";
+import { entities, fieldsOf } from "./vocabulary.js";
 
 const PAGE = 100;
 const SEARCH_DELAY_MS = 250;
@@ -87,18 +87,19 @@ export function mountRecords(root) {
   replace(root, h("h2", { class: "visually-hidden" }, "Records"), tabsBox);
   const form = createRecordForm();
   // filter: null, or the customer whose records are shown: {field, id, name, text}
-  const state = Object.fromEntries(ENTITIES.map((e) => [e,
-    { q: "", offset: 0, total: 0, fields: FIELDS[e], stale: true, filter: null }]));
+  const entityNames = entities();
+  const state = Object.fromEntries(entityNames.map((e) => [e,
+    { q: "", offset: 0, total: 0, fields: fieldsOf(e), stale: true, filter: null }]));
   const bodies = {};
   let entity = null;
   let visible = false;
 
   const tabs = createTabs(
     tabsBox,
-    ENTITIES.map((e) => ({ key: e, label: entityLabel(e), id: `records-tab-${e}`, panelId: `records-panel-${e}` })),
+    entityNames.map((e) => ({ key: e, label: entityLabel(e), id: `records-tab-${e}`, panelId: `records-panel-${e}` })),
     { label: "Record type", onSelect: (key) => switchTo(key) },
   );
-  for (const e of ENTITIES) {
+  for (const e of entityNames) {
     bodies[e] = h("tbody");
     const head = COLUMNS[e].map((c) => h("th", { scope: "col", class: classes(c.num && "num", widthClass(c)) }, c.label));
     head.push(h("th", { scope: "col", class: "col-minor" }, "Updated"));
@@ -230,7 +231,7 @@ export function mountRecords(root) {
 
   function changed(text) {
     // Quotes and orders show customers' names and quotes' numbers: they may all have changed.
-    for (const e of ENTITIES) state[e].stale = true;
+    for (const e of entityNames) state[e].stale = true;
     load().then(() => message.show(text, "ok"));
     publish({ type: "records-changed", entity, source: "records" });
   }
@@ -255,12 +256,12 @@ export function mountRecords(root) {
 
   subscribe((event) => {
     if (event.source === "records") return; // our own change, already reloaded
-    const hit = ENTITIES.filter((e) => !event.entity || SHOWS[e].includes(event.entity));
+    const hit = entityNames.filter((e) => !event.entity || SHOWS[e].includes(event.entity));
     for (const e of hit) state[e].stale = true;
     if (visible && hit.includes(entity)) load();
   }, ["completed", "records-changed"]);
 
-  tabs.select(ENTITIES[0]);
+  tabs.select(entityNames[0]);
   return {
     show(on) {
       visible = on;

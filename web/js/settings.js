@@ -7,19 +7,13 @@ import { busy, h, messageLine, replace } from "./dom.js";
 import { confirmAction } from "./confirm.js";
 import { publish } from "./events.js";
 import { INTERVALS, intervalLabel } from "./format.js";
+import { defaults, directions, policies } from "./vocabulary.js";
 
 const CLOCK_SKEW_WARN_S = 120; // spec §6.9
 
-const DIRECTIONS = [
-  ["both", "Both ways (recommended)"],
-  ["push", "Push (send changes)"],
-  ["pull", "Pull (fetch changes)"],
-];
-const POLICIES = [
-  ["remote", "Server wins"],
-  ["local", "This computer wins"],
-  ["manual", "Ask me"],
-];
+/** How the served directions and policies read in the form (the lists come from the UI API). */
+const DIRECTION_LABELS = { both: "Both ways (recommended)", push: "Push (send changes)", pull: "Pull (fetch changes)" };
+const POLICY_LABELS = { remote: "Server wins", local: "This computer wins", manual: "Ask me" };
 
 function field(label, control, ...extra) {
   return h("div", { class: "field" }, h("label", { for: control.id }, label), control, ...extra);
@@ -29,8 +23,8 @@ function check(label, control) {
   return h("div", { class: "field field-check" }, control, h("label", { for: control.id }, label));
 }
 
-function options(pairs) {
-  return pairs.map(([value, label]) => h("option", { value }, label));
+function options(values, labels) {
+  return values.map((value) => h("option", { value }, labels[value] || value));
 }
 
 export function mountSettings(root) {
@@ -46,8 +40,8 @@ export function mountSettings(root) {
   const interval = h("select", { id: "settings-interval", name: "interval_minutes" },
     INTERVALS.map((m) => h("option", { value: String(m) }, intervalLabel(m))));
   const onLaunch = h("input", { id: "settings-sync-on-launch", name: "sync_on_launch", type: "checkbox" });
-  const direction = h("select", { id: "settings-direction", name: "default_direction" }, options(DIRECTIONS));
-  const policy = h("select", { id: "settings-policy", name: "conflict_policy" }, options(POLICIES));
+  const direction = h("select", { id: "settings-direction", name: "default_direction" }, options(directions(), DIRECTION_LABELS));
+  const policy = h("select", { id: "settings-policy", name: "conflict_policy" }, options(policies(), POLICY_LABELS));
   const save = h("button", { type: "submit", id: "settings-save", class: "btn btn-primary" }, "Save");
   const test = h("button", { type: "button", id: "settings-test", class: "btn" }, "Test connection");
   const result = messageLine("settings-result");
@@ -109,8 +103,8 @@ export function mountSettings(root) {
     }
     interval.value = minutes;
     onLaunch.checked = Boolean(settings.sync_on_launch);
-    direction.value = settings.default_direction || "both";
-    policy.value = settings.conflict_policy || "remote";
+    direction.value = settings.default_direction || defaults().direction;
+    policy.value = settings.conflict_policy || defaults().policy;
     publish({ type: "settings", settings });
   }
 

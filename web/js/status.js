@@ -5,7 +5,8 @@
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { publish, subscribe } from "./events.js";
-import { dateTime, entityLabel, ENTITIES, relativeTime } from "./format.js";
+import { dateTime, entityLabel, relativeTime } from "./format.js";
+import { entities } from "./vocabulary.js";
 
 const POLL_MS = 5000;
 const EARLY_MS = 250; // coalesce a burst of events into one refresh
@@ -57,7 +58,7 @@ export function mountStatus(root, { openConflicts }) {
     lastSync.textContent = last ? relativeTime(last.finished_at) : "never";
     lastSync.title = last ? `${entityLabel(last.entity)}, ${last.status}, ${dateTime(last.finished_at)}` : "";
 
-    const pendingTotal = ENTITIES.reduce((sum, e) => sum + (status.entities?.[e]?.pending || 0), 0);
+    const pendingTotal = entities().reduce((sum, e) => sum + (status.entities?.[e]?.pending || 0), 0);
     pending.textContent = String(pendingTotal);
     const open = status.open_conflicts || 0;
     conflicts.textContent = String(open);
@@ -124,7 +125,7 @@ function stateDetail(status) {
   }
   if (status.state === "error" && connection.state === "refused") return connection.detail || "";
   if (status.state === "error") {
-    const failed = ENTITIES.map((e) => status.entities?.[e]?.last_run).find((run) => run?.error);
+    const failed = entities().map((e) => status.entities?.[e]?.last_run).find((run) => run?.error);
     return failed ? `${entityLabel(failed.entity)}: ${failed.error}` : connection.detail || "";
   }
   return "";

@@ -3,20 +3,19 @@
 
 import { h, messageLine } from "./dom.js";
 import { count, rate, timeLeft } from "./format.js";
+import { defaults, directions } from "./vocabulary.js";
 
-const DIRECTIONS = [
-  ["both", "Both ways"],
-  ["push", "Push (upload)"],
-  ["pull", "Pull (download)"],
-];
+/** How the served directions read on a card (the list comes from the UI API). */
+const DIRECTION_LABELS = { both: "Both ways", push: "Push (upload)", pull: "Pull (download)" };
 
 /** Build the card for `key` (an entity or "all"); `onSync(direction)` runs on click. */
 export function createSyncCard(key, { title, buttonLabel, onSync }) {
   const select = h(
     "select",
     { id: `direction-${key}`, name: `direction-${key}` },
-    DIRECTIONS.map(([value, label]) => h("option", { value }, label)),
+    directions().map((value) => h("option", { value }, DIRECTION_LABELS[value] || value)),
   );
+  select.value = defaults().direction; // until the settings say which direction the user chose
   select.addEventListener("change", () => (select.dataset.touched = "true"));
   const button = h("button", { type: "button", id: `sync-${key}`, class: "btn btn-primary" }, buttonLabel);
   button.addEventListener("click", () => onSync(select.value, button));

@@ -1,22 +1,33 @@
 // The sync panel: a card per entity and one for "All", driven by the progress events.
 //
-// An entity card follows every run of its entity, whoever started it (this page, the
-// scheduler, the CLI). The "All" card follows the chain this page asked for: customers,
-// then quotes, then orders (spec §6.6), each a run of its own, so it accepts an entity's
-// run only once the one before it in the chain has ended.
+// Each click asks for a sync under a request id of its own, made here before the request is
+// sent (so that no event can arrive before the page knows the id). Every event of every run
+// that serves a request lists its id in `requests`: a run that several requests joined lists
+// them all, and so do the later runs of an "all" chain. The cards follow only the runs of
+// this page's own requests; another desktop's, the scheduler's or the CLI's runs on the same
+// broker leave them as they are (the header's status and each card's counts still show what
+// they did). The "All" card follows its request's chain, in the order the UI API gives for
+// "all" (customers, then quotes, then orders: spec §6.6), each entity a run of its own.
 
 import { api } from "./api.js";
 import { busy, h, replace } from "./dom.js";
 import { subscribe } from "./events.js";
-import { count, dateTime, entityLabel, ENTITIES, relativeTime, timeLeft } from "./format.js";
+import { count, dateTime, entityLabel, relativeTime, timeLeft } from "./format.js";
 import { createSyncCard } from "./sync-card.js";
+import { allEntities, entities } from "./vocabulary.js";
 
 const STALE_MS = 10000; // a run with no event for this long is checked against /api/status
 const RUN_EVENTS = ["started", "progress", "conflict", "completed", "failed"];
 
+/** A new request id: 32 lowercase hex digits, as the UI API asks. */
+function newRequestId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export function mountSyncPanel(root) {
   const cards = {};
-  for (const entity of ENTITIES) {
+  for (const entity of entities()) {
     cards[entity] = createSyncCard(entity, {
       title: entityLabel(entity),
       buttonLabel: `Sync ${entity}`,
@@ -32,66 +43,76 @@ export function mountSyncPanel(root) {
     rejected,
   );
 
-  const seen = {}; // entity -> {runId, at}: the run last heard of
-  let chain = null; // the "All" run this page asked for
+  // request id -> {entities (in order), ended: entity -> its end event}: this page's requests
+  // whose runs have not all ended yet
+  const own = new Map();
+  const seen = {}; // entity -> {runId, requests, at}: this page's run last heard of
+  let allRequest = null; // the id of the latest "Sync all" request: the "All" card follows it
 
-  async function start(entities, direction, button) {
-    const card = entities.length ? cards[entities[0]] : cards.all;
+  async function start(wanted, direction, button) {
+    const card = wanted.length ? cards[wanted[0]] : cards.all;
+    const requestId = newRequestId();
+    const request = { entities: wanted.length ? wanted : allEntities(), ended: new Map() };
+    own.set(requestId, request);
+    if (!wanted.length) allRequest = requestId;
     try {
-      const answer = await busy(button, () => api.sync(entities, direction));
-      const order = answer.entities?.length ? answer.entities : ENTITIES;
-      if (!entities.length) chain = { order, runIds: { [order[0]]: answer.run_id }, ended: new Map(), current: null };
-      for (const entity of entities.length ? entities : ["all", ...order]) {
+      const answer = await busy(button, () => api.sync(wanted, direction, requestId));
+      if (answer.entities?.length) request.entities = answer.entities;
+      for (const entity of wanted.length ? request.entities : ["all", ...request.entities]) {
         if (cards[entity].state() !== "running") cards[entity].queued();
       }
-      seen[order[0]] = { runId: answer.run_id, at: Date.now() };
+      const first = request.entities[0];
+      if (!request.ended.has(first)) seen[first] = { runId: answer.run_id, requests: [requestId], at: Date.now() };
     } catch (error) {
+      own.delete(requestId);
+      if (allRequest === requestId) allRequest = null;
       card.showError(error.message);
     }
   }
 
+  /** The ids of this page's requests that `event`'s run serves and that still wait for it. */
+  function servedRequests(event) {
+    return (event.requests || []).filter((id) => {
+      const request = own.get(id);
+      return request && request.entities.includes(event.entity) && !request.ended.has(event.entity);
+    });
+  }
+
   function onRunEvent(event) {
     const card = cards[event.entity];
-    if (!card) return;
-    seen[event.entity] = { runId: event.run_id, at: Date.now() };
-    if (event.type === "completed" || event.type === "failed") {
+    const ids = servedRequests(event);
+    if (!card || !ids.length) return; // not a run of this page's
+    seen[event.entity] = { runId: event.run_id, requests: ids, at: Date.now() };
+    const ended = event.type === "completed" || event.type === "failed";
+    if (ended) {
       card.finished(outcome(event), summary(event), event.type === "failed" ? event.error || "Sync failed" : "");
     } else {
       card.running({ done: event.done, total: event.total, perSecond: event.rate, etaS: event.eta_s });
     }
-    if (chain && belongsToChain(event)) followChain(event);
-  }
-
-  function belongsToChain(event) {
-    const at = chain.order.indexOf(event.entity);
-    if (at < 0 || chain.ended.has(event.entity)) return false;
-    if (chain.runIds[event.entity]) return chain.runIds[event.entity] === event.run_id;
-    if (at > 0 && !chain.ended.has(chain.order[at - 1])) return false;
-    chain.runIds[event.entity] = event.run_id;
-    return true;
-  }
-
-  function followChain(event) {
-    const n = chain.order.length;
-    if (event.type === "completed" || event.type === "failed") {
-      chain.ended.set(event.entity, event);
-      chain.current = null;
-    } else {
-      chain.current = event;
+    for (const id of ids) {
+      const request = own.get(id);
+      if (ended) request.ended.set(event.entity, event);
+      if (id === allRequest) followChain(request, ended ? null : event);
+      if (request.ended.size >= request.entities.length) own.delete(id);
     }
-    if (chain.ended.size >= n) return endChain();
-    const now = chain.current;
+  }
+
+  /** Show the "All" request's chain: how many of its entities ended, and the one running now. */
+  function followChain(request, now) {
+    const n = request.entities.length;
+    const done = request.ended.size;
+    if (done >= n) return endChain(request);
     const part = now && now.total > 0 ? Math.min(now.done / now.total, 1) : 0;
-    const step = `${Math.min(chain.ended.size + 1, n)} of ${n}`;
+    const step = `${Math.min(done + 1, n)} of ${n}`;
     const line = now
       ? [`${step}: ${entityLabel(now.entity)} ${count(now.done)} / ${count(now.total)}`, timeLeft(now.eta_s)]
       : [`${step}: waiting…`];
-    cards.all.fraction(chain.ended.size + part, n, line.filter(Boolean).join(" · "));
+    cards.all.fraction(done + part, n, line.filter(Boolean).join(" · "));
   }
 
-  function endChain() {
-    const events = [...chain.ended.values()];
-    chain = null;
+  function endChain(request) {
+    const events = request.entities.map((entity) => request.ended.get(entity));
+    allRequest = null;
     const failed = events.filter((e) => e.type === "failed");
     const sum = (key) => events.reduce((n, e) => n + (e[key] || 0), 0);
     const total = { pushed: sum("pushed"), pulled: sum("pulled") };
@@ -103,7 +124,7 @@ export function mountSyncPanel(root) {
 
   function onStatus({ status }) {
     let pendingAll = 0;
-    for (const entity of ENTITIES) {
+    for (const entity of entities()) {
       const info = status.entities?.[entity] || {};
       pendingAll += info.pending || 0;
       cards[entity].setMeta(metaLine(info), info.last_run ? runTitle(info.last_run) : "");
@@ -114,16 +135,14 @@ export function mountSyncPanel(root) {
     showRejected(status.rejected || []);
   }
 
-  /** Catch up on a run whose end event this page missed (e.g. while the stream was down). */
+  /** Catch up on the end of this page's run whose end event it missed (e.g. while the stream was down). */
   function reconcile(entity, lastRun, syncing) {
-    const card = cards[entity];
-    const state = card.state();
-    if (syncing && state !== "running" && state !== "queued") return card.running({});
+    const state = cards[entity].state();
     const last = seen[entity];
     const waiting = state === "running" || state === "queued";
     if (syncing || !waiting || !last || Date.now() - last.at < STALE_MS) return;
     if (lastRun && lastRun.run_id === last.runId && lastRun.status !== "running") {
-      onRunEvent({ ...lastRun, type: lastRun.status === "failed" ? "failed" : "completed" });
+      onRunEvent({ ...lastRun, requests: last.requests, type: lastRun.status === "failed" ? "failed" : "completed" });
     }
   }
 
