@@ -32,7 +32,7 @@ import redis
 
 from craftsync.worker.events import channel
 
-ROOT: Final = Path(__file__).resolve().parents[1]
+ROOT: Final = Path(__file__).resolve().parents[2]  # tests/support/process.py -> the project
 #: The console script of the project installed in .venv.
 CRAFTSYNC_SCRIPT: Final = ROOT / ".venv" / "bin" / "craftsync"
 #: The command: the console script when the project is installed in .venv, else the module.
