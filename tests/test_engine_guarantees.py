@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 from typing import Any
 
 import httpx
@@ -65,7 +67,8 @@ def test_ids_default_to_time_ordered_128_bit_hex(devices: tuple[Device, Device])
         time.sleep(0.002)
     # Then each id is 32 hex digits, and rows made later sort later
     ids = [row["id"] for row in a.sql("SELECT id FROM customers ORDER BY rowid")]
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert [i for i in ids if re.fullmatch(r"[0-9a-f]{32}", i) is None] == []
+    assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
     assert int(ids[0][:12], 16) == pytest.approx(time.time() * 1000, abs=60_000)
 
@@ -303,9 +306,21 @@ def test_a_pull_interrupted_mid_way_resumes_without_loss_or_duplicates(tmp_path:
     pulled_before = len(b.sql("SELECT id FROM customers"))
     # When the fault is gone and it syncs again
     b.sql("DROP TRIGGER boom")
-    b.engine.sync("customers", SyncOptions(direction="pull", page_size=400))
-    # Then the failed page left nothing half-applied and the resumed pull completed the set
+    (stored_cursor,) = b.sql("SELECT cursor FROM sync_cursors WHERE entity = 'customers'")[0]
+    asked: list[str] = []
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] == "/api/customers":
+            asked.append(dict(parse_qsl(environ["QUERY_STRING"]))["since"])
+        return app(environ, start_response)
+
+    b.engine.remote = remote_for(counting)  # type: ignore[arg-type]
+    resumed = b.engine.sync("customers", SyncOptions(direction="pull", page_size=400))
+    # Then the failed page left nothing half-applied and the resumed pull completed the set,
+    # fetching from the stored cursor on: the failed page only
     assert failed.status == "failed" and pulled_before == 800
+    assert (resumed.status, resumed.pulled) == ("completed", 400)
+    assert asked[0] == stored_cursor != "0" and "0" not in asked, asked
     assert sorted(b.live("customers")) == sorted(a.live("customers"))
     a.close()
     b.close()

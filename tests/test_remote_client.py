@@ -357,14 +357,27 @@ def test_503_on_every_attempt_is_remote_unavailable(app: Flask) -> None:
 def test_rate_limit_is_waited_out_not_failed(sqlite_url: str) -> None:
     # Given a server that allows two requests a second per key
     limited = make_app(sqlite_url, rate_limit="2/second")
-    with in_process(limited, max_backoff_s=2.0) as client:
+    answers: list[str] = []
+
+    def counting(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            answers.append(status.split()[0])
+            return start_response(status, headers, *rest)
+
+        return limited(environ, start)
+
+    with in_process(counting, max_backoff_s=2.0) as client:
+        (created,) = client.push("customers", [customer()])
         # When the client pulls six times in a burst
         started = time.monotonic()
         pages = [client.pull("customers") for _ in range(6)]
         elapsed = time.monotonic() - started
 
-    # Then every pull succeeded, because the client waited for the budget to come back
-    assert len(pages) == 6
+    # Then the server refused some of the burst with 429, the client waited, and every pull
+    # came back with the page: the one record
+    assert "429" in answers, answers
+    assert [[r["id"] for r in page.records] for page in pages] == [[created["id"]]] * 6
+    assert answers.count("200") == 7, answers
     assert elapsed >= 0.5
 
 
