@@ -60,7 +60,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -68,7 +68,7 @@ from typing import Any, Final
 
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from craftsync.contract.records import data_fields
 from tests.support.sync import Device, central_app, remote_for, server_live
@@ -207,6 +207,16 @@ def differences(local: dict[str, dict[str, Any]], remote: dict[str, dict[str, An
         if fields:
             found[rid] = fields
     return found
+
+
+#: How often each check of the machine met something to check (one counter over every run):
+#: a loop over merges, conflicts or agreed rows that never ran would prove nothing.
+CHECKS: Counter[str] = Counter()
+CHECK_KINDS: Final = (
+    "a divergence under manual opened a conflict", "a merge compared with the expected one",
+    "a conflict kept both sides", "an agreed row compared with the server's, as stored",
+    "a server record traced to what the host app wrote", "a field only one device edited holds its last value",
+)
 
 
 class SyncMachine(RuleBasedStateMachine):
@@ -508,6 +518,7 @@ class SyncMachine(RuleBasedStateMachine):
             )
         # ... every divergence met under manual waits in sync_conflicts: nothing chosen silently
         for rid, clashes in expected.items():
+            CHECKS["a divergence under manual opened a conflict"] += 1
             assert rid in conflicts_after, (
                 f"{device}: {entity} {rid} diverged on {clashes} (base {self.base[device][entity][rid]}, "
                 f"local {self.local_view(device, entity, rid, rows_before)}, "
@@ -518,6 +529,7 @@ class SyncMachine(RuleBasedStateMachine):
         # ... a record changed on both sides is merged field by field; a clash or a delete goes the
         # policy's way; and the device holds the merge in the server's form, as stored
         for rid, want in merges.items():
+            CHECKS["a merge compared with the expected one"] += 1
             got = self.local_view(device, entity, rid, rows_after, exact=True)
             assert got == want, (
                 f"{device}: {direction}/{policy} sync of {entity} {rid}: base {self.base[device][entity][rid]}, "
@@ -531,6 +543,7 @@ class SyncMachine(RuleBasedStateMachine):
         self._check_agreed_rows(device, entity, rows_after, server_after)
         # ... a record in conflict keeps both sides as they were: its local row and its server record
         for rid, conflict in conflicts_after.items():
+            CHECKS["a conflict kept both sides"] += 1
             assert rows_after.get(rid) == rows_before.get(rid), f"{device}: {entity} {rid} in conflict was rewritten locally"
             assert server_after.get(rid) == server_before.get(rid), f"{entity} {rid} in conflict on {device} was pushed"
             if direction in ("pull", "both"):  # a pull shows the user the server's latest record
@@ -578,6 +591,7 @@ class SyncMachine(RuleBasedStateMachine):
                 continue
             local = {name: rows[rid][name] for name in fields}
             remote = {name: server[rid][name] for name in fields}
+            CHECKS["an agreed row compared with the server's, as stored"] += 1
             assert local == remote, (
                 f"{device}: {entity} {rid} is synced at version {meta['remote_version']} but differs from the "
                 f"server: {differences({rid: local}, {rid: remote})}"
@@ -687,6 +701,7 @@ class SyncMachine(RuleBasedStateMachine):
             # ... no record comes from nowhere
             assert set(every) <= set(self.inserted[entity]), f"unknown {entity} ids: {set(every) - set(self.inserted[entity])}"
             for rid, record in server.items():
+                CHECKS["a server record traced to what the host app wrote"] += 1
                 inserted = self.inserted[entity][rid]
                 # ... every value, as stored, is the server's form of one the host app wrote, and what
                 # nobody edited is as inserted
@@ -714,6 +729,7 @@ class SyncMachine(RuleBasedStateMachine):
                                 continue
                             want = writes[-1][1] if writes else self.inserted[entity][rid][name]
                             got = server[rid][name]
+                            CHECKS["a field only one device edited holds its last value"] += 1
                             assert got == want, f"{entity} {rid}.{name}: {got!r}, but its only editor wrote {want!r} last"
                 # ... a delete nobody contested stays deleted
                 writers = {d for d, _ in ops}
@@ -731,8 +747,7 @@ class SyncMachine(RuleBasedStateMachine):
         event(f"{len(self.resolved)} records settled by the user")
 
 
-TestSyncConvergence = SyncMachine.TestCase
-TestSyncConvergence.settings = settings(
+SETTINGS = settings(
     max_examples=int(os.environ.get("CRAFTSYNC_PROPERTY_EXAMPLES", "15")),
     stateful_step_count=30,
     deadline=None,
@@ -740,6 +755,14 @@ TestSyncConvergence.settings = settings(
     # Shrinking a failing run of this machine takes minutes (past pytest's timeout): opt in.
     phases=[p for p in Phase if p not in (Phase.shrink, Phase.explain)] if not SHRINK else list(Phase),
 )
+
+
+def test_two_devices_and_the_server_converge_whatever_they_do() -> None:
+    # Given runs of host-app writes and syncs on two devices, each checked as it goes (SyncMachine)
+    CHECKS.clear()
+    run_state_machine_as_test(SyncMachine, settings=SETTINGS)
+    # Then every kind of check met something to check, over the runs as a whole
+    assert set(CHECKS) == set(CHECK_KINDS) and all(CHECKS.values()), f"checks that never ran: {CHECKS}"
 
 
 # -- minimal reproductions of what the state machine found ------------------------------------
