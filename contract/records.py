@@ -21,8 +21,8 @@ import functools
 import re
 from collections.abc import Callable
 from enum import StrEnum
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -33,6 +33,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
@@ -45,7 +46,53 @@ ENTITIES: Final = values(Entity)  # in dependency order: a quote needs its custo
 #: Fields that every entity has besides its own.
 COMMON_FIELDS: Final = ("id", "created_at", "updated_at", "deleted_at")
 
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+# -- the wire forms, as regular expressions -------------------------------------------------
+#
+# Each typed field is checked against one of these patterns before its value is read, and the
+# OpenAPI document gives the same patterns, so that the two cannot disagree. They are written
+# for both Python's and JavaScript's regular expressions (no \d or \s, whose meanings differ),
+# and the server matches them whole, as JSON Schema's "^...$" means (Python's $ also matches
+# before a final newline).
+
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # 0001 to 9999
+_MONTH_DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+_LEAP_DAY = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)-02-29"
+#: A calendar date, YYYY-MM-DD (29 February in leap years only).
+DATE_PATTERN: Final = rf"(?P<date>{_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})"
+#: A time of day, HH:MM with optional seconds and fraction, and an optional offset (none: UTC).
+_CLOCK = (
+    r"(?P<hour>[01][0-9]|2[0-3]):(?P<minute>[0-5][0-9])"
+    r"(?::(?P<second>[0-5][0-9])(?:\.(?P<fraction>[0-9]{1,9}))?)?"
+    r"(?P<zone>Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?"
+)
+#: A date-time. On the calendar's first day it may not be ahead of UTC, on its last not
+#: behind it, so that every time accepted is a time of years 1 to 9999 in UTC.
+TIME_PATTERN: Final = rf"(?!0001-01-01[T ].*\+)(?!9999-12-31[T ].*-){DATE_PATTERN}[T ]{_CLOCK}"
+#: Money: at most 10 digits and 2 decimal places (further zeros aside), negative for a credit.
+MONEY_PATTERN: Final = r"-?[0-9]{1,10}(?:\.[0-9]{1,2}0*)?"
+#: A percentage from 0 to 100 with at most 3 decimal places (further zeros aside).
+PERCENT_PATTERN: Final = r"(?:100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]{1,3}0*)?)"
+#: The characters that count as space. Spelled out: Python's \s and JavaScript's differ.
+SPACE: Final = r" \t\n\r\f\v"
+#: An empty or all-space value of a typed field: no value.
+BLANK_PATTERN: Final = rf"[{SPACE}]*"
+#: Text: anything but NUL, which PostgreSQL cannot store.
+TEXT_PATTERN: Final = r"[^\x00]*"
+
+
+def anchored(pattern: str) -> str:
+    """``pattern`` as a JSON Schema pattern: it must match the whole value, and its named
+    groups (which only Python's regular expressions spell ``(?P<name>``) are plain groups."""
+    return "^(?:" + re.sub(r"\(\?P<\w+>", "(?:", pattern) + ")$"
+
+
+_TIME_RE = re.compile(TIME_PATTERN)
+_DATE_RE = re.compile(rf"{DATE_PATTERN}(?:[T ]{_CLOCK})?")
+_MONEY_RE = re.compile(MONEY_PATTERN)
+_PERCENT_RE = re.compile(PERCENT_PATTERN)
+_BLANK_RE = re.compile(BLANK_PATTERN)
 
 
 def canonical_time(value: datetime) -> str:
@@ -63,15 +110,31 @@ def now_iso() -> str:
 
 
 def parse_time(value: Any) -> str | None:
-    """An ISO-8601 date-time (naive means UTC) in canonical form; ValueError if it is none."""
+    """A date-time of ``TIME_PATTERN`` (no offset means UTC) in canonical form; ValueError if
+    it is none."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValueError("must be an ISO-8601 date-time string")
-    try:
-        return canonical_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except (ValueError, OverflowError):
-        raise ValueError("is not an ISO-8601 date-time (in range)") from None
+    match = _TIME_RE.fullmatch(value)
+    if match is None:
+        raise ValueError("is not an ISO-8601 date-time (YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM]), in years 1 to 9999 UTC")
+    return canonical_time(_datetime(match))
+
+
+def _datetime(match: re.Match[str]) -> datetime:
+    """The datetime that a match of the date-time pattern spells."""
+    day = date.fromisoformat(match["date"])
+    zone = match["zone"]
+    tzinfo = UTC
+    if zone and zone != "Z":
+        digits = zone[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + int(digits[2:])
+        tzinfo = timezone(timedelta(minutes=minutes if zone[0] == "+" else -minutes))
+    return datetime(
+        day.year, day.month, day.day, int(match["hour"]), int(match["minute"]), int(match["second"] or 0),
+        int((match["fraction"] or "0")[:6].ljust(6, "0")), tzinfo=tzinfo,
+    )
 
 
 def _parse_date(value: Any) -> str | None:
@@ -79,33 +142,23 @@ def _parse_date(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValueError("must be an ISO-8601 date string (YYYY-MM-DD)")
-    try:
-        if "T" in value or " " in value:  # a date-time: the time part must be valid too
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
-        return date.fromisoformat(value).isoformat()
-    except (ValueError, OverflowError):
-        raise ValueError("is not an ISO-8601 date (YYYY-MM-DD)") from None
+    match = _DATE_RE.fullmatch(value)
+    if match is None:  # a date-time's date part is kept, as written
+        raise ValueError("is not an ISO-8601 date (YYYY-MM-DD)")
+    return match["date"]
 
 
-def _decimal_parser(places: int, maximum: Decimal, minimum: Decimal) -> Any:
+def _decimal_parser(places: int, pattern: re.Pattern[str], description: str) -> Any:
     quantum = Decimal(1).scaleb(-places)
 
     def parse(value: Any) -> str | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ValueError("must be a decimal string such as \"12.50\" (floats lose cents)")
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise ValueError("is not a decimal number") from None
-        if not number.is_finite():
-            raise ValueError("is not a finite number")
-        if not minimum <= number <= maximum:
-            raise ValueError(f"must be from {minimum} to {maximum}")
-        if number != number.quantize(quantum):
-            raise ValueError(f"has more than {places} decimal places")
-        return str(number.quantize(quantum))
+        if not isinstance(value, str):
+            raise ValueError("must be a decimal string such as \"12.50\" (a JSON number is refused: floats lose cents)")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {description}")
+        return str(Decimal(value).quantize(quantum))
 
     return parse
 
@@ -118,7 +171,7 @@ def _blank_is_null(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """
 
     def parse_or_null(value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
+        if isinstance(value, str) and _BLANK_RE.fullmatch(value):
             return None
         return parse(value)
 
@@ -128,6 +181,13 @@ def _blank_is_null(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _check_id(value: str) -> str:
     if not _ID_RE.fullmatch(value):
         raise ValueError("must be 32 lowercase hex digits (a UUID without dashes)")
+    return value
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction (``3.0``) as the integer it is: JSON has one number type."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -144,30 +204,62 @@ class Kind(StrEnum):
     LONG_TEXT = "long_text"  # notes: a text column without a declared length
 
 
-RecordId = Annotated[str, Field(strict=True), AfterValidator(_check_id), Kind.ID]
+_NULL: Final = {"type": "null"}
+_BLANK: Final = {"type": "string", "pattern": anchored(BLANK_PATTERN), "description": "Empty: no value (stored as null)."}
+#: The JSON Schema of an id as the contract checks it.
+ID_SCHEMA: Final = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+
+def _typed(schema: dict[str, Any]) -> WithJsonSchema:
+    """The JSON Schema of a typed field: its wire form, null, or blank (null too)."""
+    return WithJsonSchema({"anyOf": [schema, _NULL, _BLANK]})
+
+
+def _text(limit: int, kind: Kind = Kind.TEXT, **constraints: Any) -> Any:
+    return Annotated[
+        str | None, StringConstraints(max_length=limit, pattern=constraints.pop("pattern", anchored(TEXT_PATTERN))), kind
+    ]
+
+
+RecordId = Annotated[str, Field(strict=True), AfterValidator(_check_id), Kind.ID, WithJsonSchema(ID_SCHEMA)]
 OptionalId = Annotated[
-    RecordId | None, BeforeValidator(_blank_is_null(lambda value: value)), Field(default=None), Kind.REFERENCE
+    RecordId | None, BeforeValidator(_blank_is_null(lambda value: value)), Field(default=None), Kind.REFERENCE,
+    _typed(ID_SCHEMA),
 ]
-Timestamp = Annotated[str | None, BeforeValidator(_blank_is_null(parse_time)), Kind.TIME]
-Day = Annotated[str | None, BeforeValidator(_blank_is_null(_parse_date)), Kind.DATE]
+Timestamp = Annotated[
+    str | None, BeforeValidator(_blank_is_null(parse_time)), Kind.TIME,
+    _typed({"type": "string", "pattern": anchored(TIME_PATTERN),
+            "description": "ISO-8601 date-time; no offset means UTC. Served as YYYY-MM-DDTHH:MM:SS.mmmZ."}),
+]
+Day = Annotated[
+    str | None, BeforeValidator(_blank_is_null(_parse_date)), Kind.DATE,
+    _typed({"type": "string", "pattern": anchored(_DATE_RE.pattern),
+            "description": "YYYY-MM-DD; of a date-time, the date part is kept."}),
+]
 #: Money may be negative (a credit note); a percentage is 0 to 100.
 Money = Annotated[
     str | None,
-    BeforeValidator(_blank_is_null(_decimal_parser(2, Decimal("9999999999.99"), Decimal("-9999999999.99")))),
+    BeforeValidator(_blank_is_null(_decimal_parser(2, _MONEY_RE, "a decimal of at most 10 digits and 2 decimal places"))),
     Kind.MONEY,
+    _typed({"type": "string", "pattern": anchored(MONEY_PATTERN), "description": "A decimal string; served with 2 places."}),
 ]
 Percent = Annotated[
-    str | None, BeforeValidator(_blank_is_null(_decimal_parser(3, Decimal("100"), Decimal("0")))), Kind.PERCENT
+    str | None,
+    BeforeValidator(_blank_is_null(_decimal_parser(3, _PERCENT_RE, "a decimal from 0 to 100 with at most 3 decimal places"))),
+    Kind.PERCENT,
+    _typed({"type": "string", "pattern": anchored(PERCENT_PATTERN), "description": "A decimal string; served with 3 places."}),
 ]
-Version = Annotated[int | None, Field(default=None, strict=True, ge=0)]
-Text20 = Annotated[str | None, StringConstraints(max_length=20), Kind.TEXT]
-Text40 = Annotated[str | None, StringConstraints(max_length=40), Kind.TEXT]
-Text50 = Annotated[str | None, StringConstraints(max_length=50), Kind.TEXT]
-Text100 = Annotated[str | None, StringConstraints(max_length=100), Kind.TEXT]
-Text200 = Annotated[str | None, StringConstraints(max_length=200), Kind.TEXT]
-Text500 = Annotated[str | None, StringConstraints(max_length=500), Kind.TEXT]
-Notes = Annotated[str | None, StringConstraints(max_length=10_000), Kind.LONG_TEXT]
-Email = Annotated[str | None, StringConstraints(max_length=254, pattern=r"^$|^[^@\s]+@[^@\s]+$"), Kind.TEXT]
+Version = Annotated[int | None, Field(default=None, strict=True, ge=0), BeforeValidator(_integral)]
+Text20 = _text(20)
+Text40 = _text(40)
+Text50 = _text(50)
+Text100 = _text(100)
+Text200 = _text(200)
+Text500 = _text(500)
+Notes = _text(10_000, Kind.LONG_TEXT)
+#: An email address holds one @ with no space or NUL on either side; (?![\s\S]) is the end of
+#: the value in both Python and JavaScript.
+Email = _text(254, pattern=rf"^(?:[^@{SPACE}\x00]+@[^@{SPACE}\x00]+)?(?![\s\S])")
 
 #: Numeric limits of the columns, so that the schema and validation agree.
 MONEY_PRECISION: Final = (12, 2)
@@ -177,7 +269,7 @@ PERCENT_PRECISION: Final = (6, 3)
 class _Record(BaseModel):
     """Fields shared by every entity, and the rules for all of them."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=False, regex_engine="python-re")
 
     @model_validator(mode="before")
     @classmethod
@@ -200,7 +292,9 @@ class _Record(BaseModel):
 
 
 class Customer(_Record):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200), Field(strict=True), Kind.TEXT]
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=200, pattern=anchored(TEXT_PATTERN)), Field(strict=True), Kind.TEXT
+    ]
     company: Text200 = None
     email: Email = None
     phone: Text50 = None

@@ -7,7 +7,7 @@ from flask_limiter import Limiter
 from sqlalchemy import Engine
 
 from craftsync.server import errors
-from craftsync.server.api import bp, entities_bp
+from craftsync.server.api import EntityConverter, bp, entities_bp
 from craftsync.server.auth import rate_limit_key
 from craftsync.server.config import ServerSettings
 from craftsync.server.db import make_engine, migrate
@@ -20,6 +20,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     """
     settings = settings or ServerSettings.from_env()
     app = Flask(__name__)
+    app.url_map.converters["entity"] = EntityConverter
     app.config["CRAFTSYNC"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

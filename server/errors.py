@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,10 @@ def register(app: Flask) -> None:
             message = "The request body is larger than the server accepts (16 MiB)."
         elif status == 429:
             message = f"Too many requests ({exc.description}); retry after the time in Retry-After."
-        return error_response(status, _CODES.get(status, "error"), message)
+        response, status = error_response(status, _CODES.get(status, "error"), message)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # RFC 9110 §15.5.6
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

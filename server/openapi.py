@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from functools import cache
-from typing import Any, Final, get_args
+from typing import Any, Final
 
 from craftsync.contract.records import (
     ENTITIES,
+    ID_SCHEMA,
     MODELS,
-    NUMBER_FIELDS,
-    REFERENCES,
-    Day,
-    Money,
-    Percent,
-    Timestamp,
+    data_fields,
     required_fields,
 )
-from craftsync.server.repository import MAX_BATCH, MAX_LIMIT, MAX_NUMBER_BLOCK
+from craftsync.server.params import NumberBlockRequest, PullQuery, query_parameters
+from craftsync.server.repository import MAX_BATCH
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_HEX_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
-#: A typed field (date, time, money, percentage, reference) sent empty holds null.
-_BLANK = {"type": "string", "pattern": r"^\s*$", "description": "Empty: no value (stored as null)."}
 
 #: What a POST does with the fields a record carries, and with those it leaves out.
 PUSH_SEMANTICS: Final = (
@@ -37,16 +30,6 @@ PUSH_SEMANTICS: Final = (
     "record as stored, whenever it differs from what was sent or the record left fields out. "
     "Columns of the central database that this API does not describe are never written."
 )
-
-#: The wire form of the fields whose validators pydantic cannot describe (they run before
-#: or after the type check), keyed by the validators' metadata in ``contract.records``.
-#: Money: up to 10 digits and 2 decimals (|x| <= 9999999999.99); percent: 0..100, 3 decimals.
-_FORMATS: list[tuple[list[Any], dict[str, Any]]] = [
-    (list(get_args(Money)[1:]), {"type": "string", "pattern": r"^-?[0-9]{1,10}(\.[0-9]{1,2})?$"}),
-    (list(get_args(Percent)[1:]), {"type": "string", "pattern": r"^(100(\.0{1,3})?|[0-9]{1,2}(\.[0-9]{1,3})?)$"}),
-    (list(get_args(Day)[1:]), {"type": "string", "format": "date"}),
-    (list(get_args(Timestamp)[1:]), {"type": "string", "format": "date-time"}),
-]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -64,49 +47,38 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(_ERROR, words[status]) for status in statuses}
 
 
+def _bare(schema: dict[str, Any]) -> dict[str, Any]:
+    """A property's schema without pydantic's title and default (a field left out of an
+    update is kept, not set to a default)."""
+    return {key: value for key, value in schema.items() if key not in ("title", "default")}
+
+
 def _record_schemas(entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The schema of a record as sent (input) and as served (output)."""
-    model = MODELS[entity]
-    sent = model.model_json_schema(mode="validation")
-    sent.pop("title", None)
-    served_properties: dict[str, Any] = {}
-    for name, prop in sent["properties"].items():
-        field = model.model_fields[name]
-        if name == "id":
-            prop.update(_HEX_ID)
-        elif name in REFERENCES[entity]:
-            prop["anyOf"] = [_HEX_ID, {"type": "null"}]
-        else:
-            for metadata, wire in _FORMATS:
-                if field.metadata == metadata:
-                    prop["anyOf"] = [wire, {"type": "null"}]
-        served_properties[name] = copy.deepcopy(prop)
-        prop.pop("default", None)  # a field left out of an update is kept, not set to a default
-        if name in REFERENCES[entity] or "anyOf" in prop and name != "id" and _is_typed(field.metadata):
-            prop["anyOf"] = [*prop["anyOf"], _BLANK]  # accepted on the way in, never served
+    """The schema of a record as sent (input) and as served (output), from the entity's model."""
+    generated = MODELS[entity].model_json_schema(mode="validation")
+    properties = {name: _bare(schema) for name, schema in generated["properties"].items()}
+    sent = {
+        "type": "object",
+        "properties": properties,
+        # Only the id is needed in every record sent: an update may leave any field out.
+        "required": ["id"],
+        "additionalProperties": False,
+        "description": (
+            f"A {entity[:-1]} as pushed. A new record must also carry: "
+            f"{', '.join(required_fields(entity)) or 'nothing more'}. " + PUSH_SEMANTICS
+        ),
+    }
     served = {
         "type": "object",
         "properties": {
-            **{k: v for k, v in served_properties.items() if k != "base_version"},
+            **{name: properties[name] for name in data_fields(entity)},
             "version": {"type": "integer", "minimum": 1},
         },
-        "required": [*sent.get("required", []), "version"],
+        "required": [*data_fields(entity), "version"],
         "additionalProperties": False,
+        "description": f"A {entity[:-1]} as the server stores it, in canonical form, with its version.",
     }
-    for name in ("created_at", "updated_at", "deleted_at"):
-        served["properties"][name] = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
-    # Only the id is needed in every record sent: an update may leave any field out.
-    sent["required"] = ["id"]
-    sent["description"] = (
-        f"A {entity[:-1]} as pushed. A new record must also carry: "
-        f"{', '.join(required_fields(entity)) or 'nothing more'}. " + PUSH_SEMANTICS
-    )
     return sent, served
-
-
-def _is_typed(metadata: list[Any]) -> bool:
-    """Whether a field's validators are those of a date, time, money or percentage field."""
-    return any(metadata == typed for typed, _ in _FORMATS)
 
 
 def _entity_paths(entity: str) -> dict[str, Any]:
@@ -133,34 +105,54 @@ def _entity_paths(entity: str) -> dict[str, Any]:
         },
     }
     record_in = {"$ref": f"#/components/schemas/{name}Input"}
+    # A batch is taken whatever its records hold: each is checked on its own, and one that
+    # does not fit is 'rejected' in its result while the rest of the batch goes on.
+    batch_record = {
+        "anyOf": [record_in, {"type": "object"}],
+        "description": f"A record; one that does not fit {name}Input is rejected in its result.",
+    }
     batch = {
         "type": "object",
         "required": ["records"],
-        "properties": {"records": {"type": "array", "maxItems": MAX_BATCH, "items": record_in}},
+        "properties": {"records": {"type": "array", "maxItems": MAX_BATCH, "items": batch_record}},
         "additionalProperties": False,
     }
-    query = [
-        {"name": "since", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-         "description": "Opaque cursor: next_cursor of the previous page; 0 or absent for the start."},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
-        {"name": "count", "in": "query", "schema": {"type": "boolean"},
-         "description": "Also answer 'remaining', the number of changes after the cursor."},
-        {"name": "updatedSince", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-    ]
+    read_created = {
+        f"Get{name}Created": {
+            "operationId": f"get_{entity}_record",
+            "parameters": {"id": "$response.body#/id"},
+            "description": "The record just created.",
+        }
+    }
+    created = {**_json(result, "Single record created"), "links": read_created}
+    # A batch's results name rejected records too, so only a single record's answer links
+    # to the record stored.
+    read_stored = {
+        f"Get{name}Stored": {
+            "operationId": f"get_{entity}_record",
+            "parameters": {"id": "$response.body#/record/id"},
+            "description": "The record as stored, when the answer carries it.",
+        }
+    }
     return {
         f"/api/{entity}": {
             "get": {
+                "operationId": f"pull_{entity}",
                 "summary": f"Changes of {entity} after a cursor, in server change order",
-                "parameters": query,
+                "parameters": query_parameters(PullQuery),
                 "responses": {"200": _json(page, "A page of changes"), **_errors(400, 401, 429)},
             },
             "post": {
+                "operationId": f"push_{entity}",
                 "summary": f"Create or update {entity}: one record, or a batch",
                 "description": PUSH_SEMANTICS,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [batch, record_in]}}}},
                 "responses": {
-                    "200": _json({"oneOf": [{"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": result}}}, result]}, "Batch results, or a single record updated/unchanged"),
-                    "201": _json(result, "Single record created"),
+                    "200": {
+                        **_json({"oneOf": [{"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": result}}}, result]}, "Batch results, or a single record updated/unchanged"),
+                        "links": read_stored,
+                    },
+                    "201": created,
                     "409": _json(result, "Single record in conflict; the server's record is included"),
                     "422": _json(result, "Single record rejected; the reason is included"),
                     **_errors(400, 401, 413, 429),
@@ -169,11 +161,36 @@ def _entity_paths(entity: str) -> dict[str, Any]:
         },
         f"/api/{entity}/{{id}}": {
             "get": {
+                "operationId": f"get_{entity}_record",
                 "summary": f"One {entity} record, tombstones included",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": ID_SCHEMA}],
                 "responses": {"200": _json({"$ref": f"#/components/schemas/{name}"}, "The record"), **_errors(401, 404, 429)},
             }
         },
+    }
+
+
+#: The answer to a number-block request.
+_NUMBER_BLOCK: Final = {
+    "type": "object",
+    "required": ["entity", "first", "last", "first_number", "last_number"],
+    "properties": {
+        "entity": {"enum": ["quotes", "orders"]},
+        "first": {"type": "integer", "minimum": 1},
+        "last": {"type": "integer", "minimum": 1},
+        "first_number": {"type": "string"},
+        "last_number": {"type": "string"},
+    },
+}
+
+
+def _number_block_request() -> dict[str, Any]:
+    schema = NumberBlockRequest.model_json_schema()
+    return {
+        "type": "object",
+        "required": schema["required"],
+        "additionalProperties": False,
+        "properties": {name: _bare(prop) for name, prop in schema["properties"].items()},
     }
 
 
@@ -201,18 +218,9 @@ def build_openapi() -> dict[str, Any]:
         "/api/number-blocks": {
             "post": {
                 "summary": "Reserve a block of quote or order numbers for one device",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "required": ["entity", "device_id"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "entity": {"enum": list(NUMBER_FIELDS)},
-                        "device_id": {"type": "string", "minLength": 1, "maxLength": 64},
-                        "size": {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER_BLOCK},
-                    },
-                }}}},
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _number_block_request()}}},
                 "responses": {
-                    "201": _json({"type": "object", "required": ["entity", "first", "last", "first_number", "last_number"]}, "The block"),
+                    "201": _json(_NUMBER_BLOCK, "The block"),
                     **_errors(400, 401, 413, 429),
                 },
             }

@@ -118,8 +118,14 @@ def test_record_schemas_state_the_wire_formats_the_server_enforces(tmp_path: Pat
     assert not re.fullmatch(nullable("QuotesInput", "total_amount")["pattern"], "12.345")
     assert re.fullmatch(nullable("QuotesInput", "tax_percent")["pattern"], "100.000")
     assert not re.fullmatch(nullable("QuotesInput", "tax_percent")["pattern"], "100.001")
-    assert nullable("OrdersInput", "order_date") == {"type": "string", "format": "date"}
-    assert nullable("CustomersInput", "updated_at") == {"type": "string", "format": "date-time"}
+    day = nullable("OrdersInput", "order_date")["pattern"]
+    assert all(re.fullmatch(day, value) for value in ("2026-12-01", "2024-02-29", "2026-12-01T10:00"))
+    assert not any(re.fullmatch(day, value) for value in ("2026-02-29", "2026-13-01", "20261201", "yesterday"))
+    time = nullable("CustomersInput", "updated_at")["pattern"]
+    assert all(re.fullmatch(time, value) for value in ("2026-12-01T10:00:00.000Z", "2026-12-01 10:00", "2026-12-01T10:00+05:30"))
+    assert not any(re.fullmatch(time, value) for value in ("2026-12-01", "2026-12-01T24:00", "0001-01-01T00:00+01:00"))
+    # And money is a string: a JSON number is not among the forms of an amount
+    assert {"type": "string"} == {k: v for k, v in nullable("QuotesInput", "total_amount").items() if k == "type"}
     # And a served record allows no field the server does not send
     assert all(schemas[name]["additionalProperties"] is False for name in ("Customers", "Quotes", "Orders"))
 
