@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -19,10 +18,10 @@ from dotenv import load_dotenv
 from craftsync.contract.records import ENTITIES
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import choose_remote
-from craftsync.shell.commands import UsageError, cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
-from craftsync.worker.engine import DIRECTIONS
+from craftsync.contract.vocabulary import Direction, Policy, Resolution, values
+from craftsync.shell.commands import cmd_conflicts, cmd_import, cmd_status, cmd_sync, cmd_worker
+from craftsync.shell.errors import UsageError
 from craftsync.worker.errors import SyncError
-from craftsync.worker.merge import POLICIES
 from craftsync.worker.settings import Settings, data_dir
 
 
@@ -133,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = commands.add_parser("sync", parents=[common], help="sync entities (none named = all, in dependency order)")
     sync.add_argument("entities", nargs="*", type=_entity, metavar="ENTITY", help=f"one or more of {', '.join(ENTITIES)}")
-    sync.add_argument("--direction", choices=DIRECTIONS, help="default: the direction saved in the app's settings (both)")
-    sync.add_argument("--conflicts", choices=POLICIES,
+    sync.add_argument("--direction", choices=values(Direction), help="default: the direction saved in the app's settings (both)")
+    sync.add_argument("--conflicts", choices=values(Policy),
                       help="conflict policy (default: the policy saved in the app's settings, remote)")
     mode = sync.add_mutually_exclusive_group()
     mode.add_argument("--wait", action="store_true", help="follow the run; exit 0 ok, 1 failed, 3 open conflicts")
@@ -160,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     conflicts = commands.add_parser("conflicts", parents=[common], help="list or settle conflicts")
     conflicts.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
     conflicts.add_argument("id", nargs="?", type=int, help="conflict id (for resolve)")
-    conflicts.add_argument("--use", choices=["local", "remote", "merged"])
+    conflicts.add_argument("--use", choices=values(Resolution))
     conflicts.add_argument("--data", help="JSON object of field values (with --use merged)")
     conflicts.add_argument("--json", action="store_true")
     conflicts.set_defaults(handler=cmd_conflicts)
@@ -194,11 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _say(str(exc))
         return 1
-    except SyncError as exc:
+    except SyncError as exc:  # the local store's, the broker's and the remote API's failures among them
         _say(exc.plain)
-        return 1
-    except sqlite3.Error as exc:
-        _say(f"local database error: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,9 @@
 """What each ``craftsync`` command does once its arguments are parsed.
 
 Each handler takes the parsed arguments and the settings and returns the exit code. They
-raise ``UsageError`` (one line for the user) for everything a user can cause or meet.
+raise ``UsageError`` (one line for the user) for everything a user can cause or meet; a
+broker that cannot be reached leaves as the worker's ``BrokerUnavailable``, which says so in
+one line too.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import redis
-from sqlalchemy.engine import make_url
 
 from craftsync.contract.records import ENTITIES
+from craftsync.contract.vocabulary import EventType, Resolution
+from craftsync.shell.errors import UsageError
 from craftsync.shell.preferences import PreferenceStore
+from craftsync.worker.broker import broker_errors, ping
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncEngine, SyncOptions
 from craftsync.worker.errors import SyncError
@@ -35,10 +39,8 @@ EXIT_FAILED: Final = 1
 EXIT_CONFLICTS: Final = 3
 #: How long ``--wait`` waits for the next event before deciding no worker is listening.
 WAIT_SILENCE_S: Final = 60.0
-
-
-class UsageError(Exception):
-    """Raised for a problem the user can fix; its message is the one line shown."""
+#: The events that end a run.
+_ENDED: Final = (EventType.COMPLETED, EventType.FAILED)
 
 
 # -- sync ----------------------------------------------------------------------------------
@@ -88,14 +90,12 @@ def _sync_queued(
     client = redis.Redis.from_url(url)
     pubsub = client.pubsub()
     request_id = uuid.uuid4().hex  # every event of the runs serving this request names it
-    try:
+    with broker_errors(url):
         pubsub.subscribe(channel(client))  # before queueing, so that no event is missed
         run_id = request_sync(
             RedisBroker(url=url), client, entities, direction=options.direction, policy=options.policy,
             requests=[request_id],
         )
-    except redis.RedisError as exc:
-        raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
     if not wait:
         print(json.dumps({"queued": run_id, "entities": entities}) if quiet else f"queued: {', '.join(entities)} ({run_id})")
         return None
@@ -119,12 +119,12 @@ def _wait_for_runs(
         entity, run = event.get("entity"), event.get("run_id")
         if entity in results or event.get("direction") == "import":
             continue
-        if event["type"] == "started":
+        if event["type"] == EventType.STARTED:
             started.setdefault(entity, run)
         elif started.get(entity) == run:
             if not quiet:
                 _print_progress(event)
-            if event["type"] in ("completed", "failed"):
+            if event["type"] in _ENDED:
                 results[entity] = event
                 if len(results) == len(entities):
                     break
@@ -140,9 +140,9 @@ def _wait_for_runs(
 def _print_progress(event: dict[str, Any]) -> None:
     kind = event["type"]
     line = f"{event['entity']:<9} {event['direction']:<4} {kind:<9} {event['done']}/{event['total']}"
-    if kind == "progress":
+    if kind == EventType.PROGRESS:
         line += f"  {event['rate']:.0f}/s, {event['eta_s']:.0f} s left"
-    elif kind in ("completed", "failed"):
+    elif kind in _ENDED:
         line += f"  pushed {event['pushed']}, pulled {event['pulled']}, conflicts {event['conflicts']}"
         if event.get("status") == "conflicts":
             line += " (open conflicts: see 'craftsync conflicts')"
@@ -157,11 +157,6 @@ def _broker_url(settings: Settings) -> str:
     return settings.redis_url
 
 
-def _safe(url: str) -> str:
-    """A URL without its password, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
 # -- import ------------------------------------------------------------------------------
 
 
@@ -174,11 +169,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     url = _broker_url(settings)
     client = redis.Redis.from_url(url)
     pubsub = client.pubsub()
-    try:
+    with broker_errors(url):
         pubsub.subscribe(channel(client))
         import_id = queue_import(RedisBroker(url=url), client, args.entity, rows)
-    except redis.RedisError as exc:
-        raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
     chunks = -(-len(rows) // CHUNK_ROWS)
     if not args.wait:
         print(f"queued: {len(rows)} {args.entity} in {chunks} chunks ({import_id})")
@@ -186,8 +179,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for event in follow(pubsub, timeout_s=WAIT_SILENCE_S, match=lambda e: e.get("run_id") == import_id):
             _print_progress(event)
-            if event["type"] in ("completed", "failed"):
-                return EXIT_FAILED if event["type"] == "failed" else EXIT_OK
+            if event["type"] in _ENDED:
+                return EXIT_FAILED if event["type"] == EventType.FAILED else EXIT_OK
     finally:
         pubsub.close()
     raise UsageError(f"no progress from the workers for {WAIT_SILENCE_S:.0f} s: is 'craftsync worker' running?")
@@ -200,11 +193,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
-    url = _broker_url(settings)
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise UsageError(f"cannot reach the broker at {_safe(url)}: {exc}") from exc
+    ping(_broker_url(settings))
     settings.remote()  # fail now, in one line, rather than in every worker thread
     os.environ.update(settings.to_env())
     # An idle worker polls Redis every 100 ms instead of every second (dramatiq reads this
@@ -291,7 +280,7 @@ def _resolve(args: argparse.Namespace, store: LocalStore) -> int:
             raise UsageError(f"--data is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise UsageError("--data must be a JSON object of field values")
-    if args.use == "merged" and data is None:
+    if args.use == Resolution.MERGED and data is None:
         raise UsageError("--use merged needs --data with the chosen field values")
     record = resolve(store, args.id, args.use, data)
     print(f"conflict #{args.id} settled with the {args.use} version; it is pushed on the next sync")

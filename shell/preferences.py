@@ -11,29 +11,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import keyring
 import keyring.errors
 from keyring.backends import fail
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from craftsync.contract.vocabulary import Direction, Policy
+from craftsync.shell.errors import InvalidPreferences
 from craftsync.worker.settings import ensure_dir
 
 #: Keyring service and user names under which the key is stored.
 KEYRING_SERVICE: Final = "craftsync"
 KEYRING_USER: Final = "remote-api-key"
-
-
-class InvalidPreferences(ValueError):
-    """Raised when settings from the UI do not validate; the message says which and why."""
-
-    def __init__(self, field: str, message: str, plain: str) -> None:
-        super().__init__(f"{field}: {message}")
-        #: The setting that was refused.
-        self.field = field
-        #: What to tell the user, next to that setting.
-        self.plain = plain
 
 
 #: What to tell the user when a setting is refused, by setting.
@@ -59,8 +50,8 @@ class Preferences(BaseModel):
     auto_sync: bool = True
     interval_minutes: int = Field(default=30, ge=5, le=24 * 60)
     sync_on_launch: bool = True
-    default_direction: Literal["push", "pull", "both"] = "both"
-    conflict_policy: Literal["remote", "local", "manual"] = "remote"
+    default_direction: Direction = Direction.BOTH
+    conflict_policy: Policy = Policy.REMOTE
 
     @field_validator("remote_url", "api_key_url")
     @classmethod

@@ -19,19 +19,11 @@ from flask import Flask, Response, abort, jsonify, request
 
 from craftsync.contract.records import ENTITIES, REFERENCES, InvalidRecord, data_fields, now_iso, validate
 from craftsync.shell import field_messages
+from craftsync.shell.errors import RecordRefused
 from craftsync.worker.store import LocalStore
 
 #: Fields the user never edits: the id is made by the database, the times by the edits.
 READ_ONLY: Final = ("id", "created_at", "updated_at", "deleted_at")
-class RecordRefused(Exception):
-    """A record that cannot be saved: the fields' messages, and the one-line summary."""
-
-    def __init__(self, fields: dict[str, str], message: str | None = None) -> None:
-        super().__init__(message or field_messages.summary(fields))
-        self.fields = fields
-        self.message = message or field_messages.summary(fields)
-
-
 def editable(entity: str) -> list[str]:
     return [name for name in data_fields(entity) if name not in READ_ONLY]
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import psutil
 import redis
 import waitress
@@ -29,13 +28,15 @@ from dramatiq.brokers.redis import RedisBroker
 
 from craftsync.contract.records import ENTITIES, now_iso
 from craftsync.shell.broker import EmbeddedBroker
+from craftsync.shell.errors import SessionError
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
 from craftsync.shell.ui_server import UiContext, create_ui_app
-from craftsync.worker.errors import ConfigurationError
+from craftsync.worker.broker import ping
+from craftsync.worker.errors import BrokerUnavailable, ConfigurationError, SyncError
 from craftsync.worker.queue import request_sync, sync_order
-from craftsync.worker.remote import RemoteSettings
+from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
 from craftsync.worker.store import LocalStore
 
@@ -50,10 +51,6 @@ STOP_TIMEOUT_S: Final = 10.0
 WORKER_HEARTBEAT_S: Final = 30.0
 #: Threads of the UI server: each open event stream holds one.
 UI_THREADS: Final = 16
-
-
-class SessionError(Exception):
-    """Raised when the session cannot start; the message is one line for the user."""
 
 
 class Session:
@@ -102,9 +99,9 @@ class Session:
             self.broker = EmbeddedBroker().start()
             self.redis_url = self.broker.url
         try:
-            redis.Redis.from_url(self.redis_url, socket_connect_timeout=3).ping()
-        except redis.RedisError as exc:
-            raise SessionError(f"cannot reach the broker: {exc}") from exc
+            ping(self.redis_url)
+        except BrokerUnavailable as exc:
+            raise SessionError(f"cannot reach the broker: {exc.reason}") from exc
         self._redis = redis.Redis.from_url(self.redis_url)
         self._dramatiq = RedisBroker(url=self.redis_url)
 
@@ -118,7 +115,7 @@ class Session:
         process = _spawn([sys.executable, "-m", "craftsync.shell.cli", "server", "--demo", "--port", str(port)], env)
         self._demo_process = process
         demo = Demo(url=f"http://127.0.0.1:{port}/api", key=key)
-        _wait_healthy(demo.url, process)
+        _wait_healthy(demo, process)
         self.demo = demo
 
     def choice(self) -> RemoteChoice:
@@ -339,15 +336,17 @@ def _stop_tree(process: subprocess.Popen[bytes]) -> None:
     process.poll()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(demo: Demo, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SessionError(f"the demo server exited at start (code {process.returncode})")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+    settings = RemoteSettings(base_url=demo.url, api_key=demo.key, timeout_s=1.0, max_attempts=1)
+    with RemoteClient(settings) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SessionError(f"the demo server exited at start (code {process.returncode})")
+            try:
+                client.health()
                 return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+            except SyncError:
+                pass  # not listening yet
+            time.sleep(0.1)
     raise SessionError(f"the demo server did not answer within {START_TIMEOUT_S:.0f} s")

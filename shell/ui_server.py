@@ -31,7 +31,8 @@ from craftsync.shell import records_api
 from craftsync.shell.preferences import InvalidPreferences, Preferences, PreferenceStore, masked
 from craftsync.shell.remote_choice import RemoteChoice
 from craftsync.worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
-from craftsync.worker.errors import SyncError
+from craftsync.worker.broker import broker_errors
+from craftsync.worker.errors import BrokerUnavailable, SyncError
 from craftsync.worker.events import channel
 from craftsync.worker.queue import sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
@@ -91,7 +92,8 @@ def create_ui_app(ctx: UiContext) -> Flask:
     app.after_request(_headers)
     app.teardown_appcontext(_close_store)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(redis.RedisError, _broker_error)
+    app.register_error_handler(BrokerUnavailable, _broker_error)
+    app.register_error_handler(redis.RedisError, _broker_error)  # from calls that reach Redis directly
     _routes(app)
     records_api.register(app, _store)
     return app
@@ -164,7 +166,7 @@ def _http_error(exc: HTTPException) -> Response:
     return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), said)
 
 
-def _broker_error(exc: redis.RedisError) -> Response:
+def _broker_error(exc: BrokerUnavailable | redis.RedisError) -> Response:
     current_app.logger.warning("the broker cannot be reached: %s", exc)
     return error(503, "broker_unavailable",
                  "The sync service cannot be reached right now: if this lasts, close CraftSync and start it again.")
@@ -207,8 +209,9 @@ def status() -> Response:
     store, ctx = _store(), _ctx()
     client: redis.Redis = current_app.extensions["craftsync.redis"]
     try:
-        syncing = [e for e in ENTITIES if client.exists(f"craftsync:lock:{e}")]
-    except redis.RedisError:
+        with broker_errors():
+            syncing = [e for e in ENTITIES if client.exists(f"craftsync:lock:{e}")]
+    except BrokerUnavailable:
         syncing = []
     entities = {}
     for entity in ENTITIES:
@@ -284,15 +287,17 @@ def _entity_view(entity: str) -> dict[str, Any]:
 def events() -> Response:
     client: redis.Redis = current_app.extensions["craftsync.redis"]
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(channel(client))
+    with broker_errors():  # BrokerUnavailable: answered 503 by _broker_error
+        pubsub.subscribe(channel(client))
 
     def stream() -> Iterator[str]:
         try:
             yield ": connected\n\n"
             while True:
                 try:
-                    message = pubsub.get_message(timeout=SSE_KEEPALIVE_S)
-                except redis.RedisError:
+                    with broker_errors():
+                        message = pubsub.get_message(timeout=SSE_KEEPALIVE_S)
+                except BrokerUnavailable:
                     return  # the broker is gone (the session is stopping); the page reconnects
                 if message is None:
                     yield ": keep-alive\n\n"
@@ -420,7 +425,7 @@ def resolve_conflict(conflict_id: int) -> Response:
     except InvalidResolution as exc:
         abort(400, str(exc))
     assert entity is not None
-    _ctx().request_sync([entity], "push", _ctx().preferences.load().conflict_policy)
+    _ctx().request_sync([entity], Direction.PUSH, _ctx().preferences.load().conflict_policy)
     return jsonify(record=record)
 
 

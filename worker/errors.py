@@ -1,7 +1,9 @@
 """The worker's exceptions: every failure of a sync leaves the worker as a ``SyncError``.
 
-Foreign exceptions (httpx, sqlite3, SQLAlchemy, redis) are translated where the worker
-meets the library, with ``raise X(...) from exc``, so callers catch only these::
+Foreign exceptions are translated at one boundary each, with ``raise X(...) from exc``, so
+callers catch only these: httpx in ``RemoteClient._exchange`` (worker/remote.py), sqlite3
+and SQLAlchemy in ``LocalStore.execute`` and ``migrate`` (worker/store.py), redis in
+``broker_errors`` (worker/broker.py)::
 
     SyncError
     ├── RemoteError                 talking to the remote API (worker/remote.py)
@@ -10,7 +12,11 @@ meets the library, with ``raise X(...) from exc``, so callers catch only these::
     │   ├── RateLimited             429, still after retries; carries ``retry_after``
     │   ├── RequestRejected         any other 4xx; carries ``status``, ``code``, ``message``
     │   └── ProtocolError           the answer is not what the contract says (§5)
-    ├── LocalStoreError             the local SQLite database failed
+    ├── LocalStoreError             the local SQLite database failed (worker/store.py)
+    ├── BrokerUnavailable           the Redis broker cannot be reached (worker/broker.py)
+    ├── EntityBusy                  another run holds the entity's lock (worker/queue.py)
+    ├── ConflictNotFound            no open conflict has the id (worker/conflicts.py)
+    ├── InvalidResolution           the record chosen for a conflict is not valid (worker/conflicts.py)
     └── ConfigurationError          the settings are unusable
 
 Messages are one line, name the URL or file concerned, and never hold the API key. Each
@@ -89,6 +95,15 @@ class ProtocolError(RemoteError):
 
 class LocalStoreError(SyncError):
     """Raised when the local SQLite database fails."""
+
+
+class BrokerUnavailable(SyncError):
+    """Raised when the Redis broker cannot be reached or fails a command."""
+
+    def __init__(self, message: str, *, reason: str = "", plain: str | None = None) -> None:
+        super().__init__(message, plain=plain)
+        #: What redis said, without the broker's address.
+        self.reason = reason or message
 
 
 class ConfigurationError(SyncError):

@@ -22,6 +22,7 @@ import dramatiq
 import redis
 
 from craftsync.contract.records import data_fields, now_iso
+from craftsync.contract.vocabulary import EventType
 from craftsync.worker.errors import ConfigurationError
 from craftsync.worker.events import channel
 
@@ -70,7 +71,7 @@ def queue_import(broker: dramatiq.Broker, client: redis.Redis, entity: str, rows
     key = _tally_key(import_id)
     client.hset(key, mapping={"entity": entity, "total": len(rows), "done": 0, "started": time.time()})
     client.expire(key, TALLY_TTL_S)
-    _publish(client, "started", import_id, entity, {"total": len(rows), "done": 0})
+    _publish(client, EventType.STARTED, import_id, entity, {"total": len(rows), "done": 0})
     for chunk in chunks(rows):
         broker.enqueue(dramatiq.Message(
             queue_name=IMPORT_QUEUE, actor_name=IMPORT_ACTOR, args=(),
@@ -89,30 +90,30 @@ def record_chunk(client: redis.Redis, import_id: str, entity: str, rows: int, co
     pipe.hgetall(key)
     tally = {k.decode(): v.decode() for k, v in pipe.execute()[-1].items()}
     done, total = int(tally["done"]), int(tally["total"])
-    _publish(client, "completed" if done >= total else "progress", import_id, entity, tally)
+    _publish(client, EventType.COMPLETED if done >= total else EventType.PROGRESS, import_id, entity, tally)
 
 
 def record_failure(client: redis.Redis, import_id: str, entity: str, error: str) -> None:
     """A chunk failed for good (its retries spent): the import has failed."""
     tally = {k.decode(): v.decode() for k, v in client.hgetall(_tally_key(import_id)).items()}
-    _publish(client, "failed", import_id, entity, tally, error=error)
+    _publish(client, EventType.FAILED, import_id, entity, tally, error=error)
 
 
 def _publish(
-    client: redis.Redis, kind: str, import_id: str, entity: str, tally: dict[str, Any], error: str | None = None
+    client: redis.Redis, kind: EventType, import_id: str, entity: str, tally: dict[str, Any], error: str | None = None
 ) -> None:
     done, total = int(tally.get("done", 0)), int(tally.get("total", 0))
     rejected = int(tally.get("rejected", 0))
     elapsed = max(time.time() - float(tally.get("started", time.time())), 1e-3)
     rate = done / elapsed
-    if error is None and rejected and kind == "completed":
+    if error is None and rejected and kind == EventType.COMPLETED:
         error = f"{rejected} rows rejected (see 'craftsync status')"
     client.publish(channel(client), json.dumps({
-        "type": kind, "run_id": import_id, "entity": entity, "direction": "import",
+        "type": kind.value, "run_id": import_id, "entity": entity, "direction": "import",
         "done": done, "total": total, "pushed": int(tally.get("created", 0)), "pulled": 0,
         "conflicts": int(tally.get("conflict", 0)), "rejected": rejected, "rate": round(rate, 1),
         "eta_s": round((total - done) / rate, 1) if rate > 0 else 0,
-        "error": error, "status": {"completed": "completed", "failed": "failed"}.get(kind, "running"),
+        "error": error, "status": {EventType.COMPLETED: "completed", EventType.FAILED: "failed"}.get(kind, "running"),
         "ts": now_iso(),
     }))
 
