@@ -101,6 +101,10 @@ def test_one_run_per_entity_across_two_workers_and_waiting_requests_coalesce(
     seen = [(e["type"], e["run_id"]) for e in events.of({first, waiting}) if e["type"] != "progress"]
     assert seen == [("started", first), ("completed", first), ("started", waiting), ("completed", waiting)], seen
     assert_identical(device.db, device.central, "customers", count=10_000)
+    # And a worker that found the entity busy waited its turn quietly: no error, no traceback
+    for worker in device.workers:
+        log = worker.log.read_text()
+        assert "Traceback" not in log and "unhandled exception" not in log, worker.tail()
 
 
 def test_sync_all_runs_customers_then_quotes_then_orders_so_references_resolve(

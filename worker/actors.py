@@ -70,23 +70,28 @@ def _engine() -> SyncEngine:
 
 
 def _should_retry(retries: int, exc: BaseException) -> bool:
-    if isinstance(exc, EntityBusy):
+    if isinstance(exc, dramatiq.Retry):  # the entity was busy: expected, waited out, not logged as an error
         return retries < MAX_BUSY_RETRIES
     return retries < MAX_CRASH_RETRIES
 
 
 def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> None:
     """Run one sync of ``entity``, then queue the rest of its chain."""
-    with entity_lock(_redis, entity):  # EntityBusy: dramatiq retries the message later
-        claimed = take_queued(_redis, entity, run_id)
-        if claimed is None:
-            log.info("%s run %s was done by another message; nothing to do", entity, run_id)
-            return
-        then, requests = claimed
-        result = _engine().sync(
-            entity, SyncOptions(direction=direction, policy=policy), run_id=run_id,  # type: ignore[arg-type]
-            progress=lambda event: _publish({**event, "requests": requests}),
-        )
+    try:
+        with entity_lock(_redis, entity):
+            claimed = take_queued(_redis, entity, run_id)
+            if claimed is None:
+                log.info("%s run %s was done by another message; nothing to do", entity, run_id)
+                return
+            then, requests = claimed
+            result = _engine().sync(
+                entity, SyncOptions(direction=direction, policy=policy), run_id=run_id,  # type: ignore[arg-type]
+                progress=lambda event: _publish({**event, "requests": requests}),
+            )
+    except EntityBusy as exc:
+        # Another run of this entity holds the lock: an expected wait, so dramatiq retries the
+        # message later without logging a traceback (it logs any other exception as an error).
+        raise dramatiq.Retry(str(exc)) from None
     if then:
         request_sync(broker, _redis, then, direction=direction, policy=policy, requests=requests)
     log.info("%s %s: %s (pushed %d, pulled %d)", entity, direction, result.status, result.pushed, result.pulled)
