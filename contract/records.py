@@ -70,12 +70,13 @@ _CLOCK = (
 #: A date-time. On the calendar's first day it may not be ahead of UTC, on its last not
 #: behind it, so that every time accepted is a time of years 1 to 9999 in UTC.
 TIME_PATTERN: Final = rf"(?!0001-01-01[T ].*\+)(?!9999-12-31[T ].*-){DATE_PATTERN}[T ]{_CLOCK}"
-#: Money: at most 10 digits and 2 decimal places (further zeros aside), negative for a credit.
-MONEY_PATTERN: Final = r"-?[0-9]{1,10}(?:\.[0-9]{1,2}0*)?"
-#: A percentage from 0 to 100 with at most 3 decimal places (further zeros aside).
-PERCENT_PATTERN: Final = r"(?:100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]{1,3}0*)?)"
 #: The characters that count as space. Spelled out: Python's \s and JavaScript's differ.
 SPACE: Final = r" \t\n\r\f\v"
+#: Money: at most 10 digits and 2 decimal places (further zeros aside), negative for a credit;
+#: space around it, as loose text from a host app may have, is dropped.
+MONEY_PATTERN: Final = rf"[{SPACE}]*-?[0-9]{{1,10}}(?:\.[0-9]{{1,2}}0*)?[{SPACE}]*"
+#: A percentage from 0 to 100 with at most 3 decimal places (further zeros aside).
+PERCENT_PATTERN: Final = rf"[{SPACE}]*(?:100(?:\.0+)?|[0-9]{{1,2}}(?:\.[0-9]{{1,3}}0*)?)[{SPACE}]*"
 #: An empty or all-space value of a typed field: no value.
 BLANK_PATTERN: Final = rf"[{SPACE}]*"
 #: Text: anything but NUL, which PostgreSQL cannot store.
@@ -93,6 +94,7 @@ _DATE_RE = re.compile(rf"{DATE_PATTERN}(?:[T ]{_CLOCK})?")
 _MONEY_RE = re.compile(MONEY_PATTERN)
 _PERCENT_RE = re.compile(PERCENT_PATTERN)
 _BLANK_RE = re.compile(BLANK_PATTERN)
+_SPACE_CHARS = " \t\n\r\f\v"
 
 
 def canonical_time(value: datetime) -> str:
@@ -158,7 +160,7 @@ def _decimal_parser(places: int, pattern: re.Pattern[str], description: str) -> 
             raise ValueError("must be a decimal string such as \"12.50\" (a JSON number is refused: floats lose cents)")
         if not pattern.fullmatch(value):
             raise ValueError(f"must be {description}")
-        return str(Decimal(value).quantize(quantum))
+        return str(Decimal(value.strip(_SPACE_CHARS)).quantize(quantum))
 
     return parse
 

@@ -388,6 +388,9 @@ INVALID_RECORDS = [
     ),
     pytest.param("quotes", quote(total_amount="1e26"), "total_amount", id="total-1e26"),
     pytest.param("quotes", quote(total_amount=10**26), "total_amount", id="total-int-1e26"),
+    pytest.param("quotes", quote(total_amount=1500), "total_amount", id="total-json-integer"),
+    pytest.param("quotes", quote(tax_percent=20), "tax_percent", id="percent-json-integer"),
+    pytest.param("customers", customer(email="ann@example.com\n"), "email", id="email-trailing-newline"),
     pytest.param(
         "customers", customer(id=uuid.uuid4().hex + "\n"), "id", id="id-trailing-newline"
     ),
@@ -600,6 +603,9 @@ BAD_QUERIES = [
     pytest.param("updatedSince=garbage", id="updatedSince-garbage"),
     pytest.param("updatedSince=2026-13-45T00:00:00Z", id="updatedSince-month-13"),
     pytest.param("updatedSince=0001-01-01T00:00:00%2B01:00", id="updatedSince-before-year-1-in-utc"),
+    pytest.param("count=null", id="count-null"),
+    pytest.param("count=yes", id="count-yes"),
+    pytest.param("limit=5&limit=6", id="limit-twice"),
 ]
 
 
@@ -674,3 +680,24 @@ def test_rate_limit_429_does_not_echo_the_key(sqlite_url: str) -> None:
     # Then the 429 neither in its body nor in any header shows the key
     assert_error(response, 429)
     assert_no_key(response)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        pytest.param("PUT", "/api/customers", {"GET", "HEAD", "OPTIONS", "POST"}, id="put-entity"),
+        pytest.param("POST", "/api/health", {"GET", "HEAD", "OPTIONS"}, id="post-health"),
+        pytest.param("GET", "/api/number-blocks", {"OPTIONS", "POST"}, id="get-number-blocks"),
+    ],
+)
+def test_a_method_an_endpoint_does_not_have_is_405_with_allow(
+    sqlite_client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    # When an endpoint is called with a method it does not have
+    response = sqlite_client.open(path, method=method, headers=AUTH)
+    # Then it is a 405 JSON error whose Allow header lists the methods it has
+    assert_error(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == allowed
