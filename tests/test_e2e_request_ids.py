@@ -129,3 +129,28 @@ def test_sync_all_follows_its_chain_while_the_cli_syncs_customers_on_the_same_br
         assert (end["state"], end["text"]) == ("completed", "Both ways done · 0 pushed · 0 pulled"), (entity, end)
     ui.screenshot("request-ids-sync-all.png")
     assert ui.errors == [], ui.errors
+
+
+def test_a_run_that_ends_before_the_pages_request_is_answered_still_shows_its_end(
+    ui: UiPage, run: DesktopRun, central: RemoteServer,
+) -> None:
+    # Given 10 customers on the server, and an answer to "Sync customers" that reaches the
+    # page only once the run it queued has ended (its events came first)
+    central.seed_customers(10)
+    ui.wait_for(lambda: ui.state() == "online", timeout=30, what="the desktop to be online")
+
+    def answer_late(route: Any) -> None:
+        response = route.fetch()
+        wait_run(run, response.json()["run_id"], timeout=SYNC_TIMEOUT_S)
+        time.sleep(1)  # and its last events have reached the page
+        route.fulfill(response=response)
+
+    ui.page.route("**/api/sync", answer_late)
+    # When the user presses "Sync customers"
+    ui.sync_customers("both")
+    # Then the card shows the run's end, and keeps showing it after the late answer
+    end = ui.wait_card_showed("customers", ended, timeout=SYNC_TIMEOUT_S, what="the end of its run")
+    assert (end["state"], end["text"]) == ("completed", "Both ways done · 0 pushed · 10 pulled"), end
+    ui.page.wait_for_timeout(1000)
+    assert ui.page.get_attribute("#sync-card-customers", "data-state") == "completed", ui.card_log("customers")
+    assert ui.text("#progress-text-customers") == "Both ways done · 0 pushed · 10 pulled"

@@ -43,8 +43,8 @@ export function mountSyncPanel(root) {
     rejected,
   );
 
-  // request id -> {entities (in order), ended: entity -> its end event}: this page's requests
-  // whose runs have not all ended yet
+  // request id -> {entities (in order), heard: entities with an event so far, ended: entity ->
+  // its end event}: this page's requests whose runs have not all ended yet
   const own = new Map();
   const seen = {}; // entity -> {runId, requests, at}: this page's run last heard of
   let allRequest = null; // the id of the latest "Sync all" request: the "All" card follows it
@@ -52,17 +52,19 @@ export function mountSyncPanel(root) {
   async function start(wanted, direction, button) {
     const card = wanted.length ? cards[wanted[0]] : cards.all;
     const requestId = newRequestId();
-    const request = { entities: wanted.length ? wanted : allEntities(), ended: new Map() };
+    const request = { entities: wanted.length ? wanted : allEntities(), heard: new Set(), ended: new Map() };
     own.set(requestId, request);
     if (!wanted.length) allRequest = requestId;
     try {
       const answer = await busy(button, () => api.sync(wanted, direction, requestId));
       if (answer.entities?.length) request.entities = answer.entities;
-      for (const entity of wanted.length ? request.entities : ["all", ...request.entities]) {
+      // The runs may have begun, or even ended, before this answer came: queue only what has not.
+      const waiting = request.entities.filter((entity) => !request.heard.has(entity));
+      for (const entity of wanted.length || request.heard.size ? waiting : ["all", ...waiting]) {
         if (cards[entity].state() !== "running") cards[entity].queued();
       }
       const first = request.entities[0];
-      if (!request.ended.has(first)) seen[first] = { runId: answer.run_id, requests: [requestId], at: Date.now() };
+      if (!request.heard.has(first)) seen[first] = { runId: answer.run_id, requests: [requestId], at: Date.now() };
     } catch (error) {
       own.delete(requestId);
       if (allRequest === requestId) allRequest = null;
@@ -91,6 +93,7 @@ export function mountSyncPanel(root) {
     }
     for (const id of ids) {
       const request = own.get(id);
+      request.heard.add(event.entity);
       if (ended) request.ended.set(event.entity, event);
       if (id === allRequest) followChain(request, ended ? null : event);
       if (request.ended.size >= request.entities.length) own.delete(id);
