@@ -194,8 +194,12 @@ class Session:
         return request_sync(self._dramatiq, self._redis, sync_order(entities), direction=direction, policy=policy,
                             requests=requests)
 
-    def _start_ui(self) -> None:
-        ctx = UiContext(
+    def ui_context(self, *, port: int = 0) -> UiContext:
+        """What the UI server is given of this session: its secret, local file and preferences,
+        the remote in force, the connection monitor's latest finding, its sync requests and
+        what blocks them. ``_start_ui`` serves the app built on it; the UI tests build theirs
+        from it, on a session whose broker and workers they provide."""
+        return UiContext(
             secret=self.secret,
             database=self.settings.database,
             redis_url=self.redis_url,
@@ -208,7 +212,11 @@ class Session:
             choice=self.choice,
             sync_blocker=self.sync_blocker,
             errors_cleared_at=lambda: self.errors_cleared_at,
+            port=port,
         )
+
+    def _start_ui(self) -> None:
+        ctx = self.ui_context()
         app = create_ui_app(ctx)
         self.ui_server = waitress.create_server(app, host="127.0.0.1", port=0, threads=UI_THREADS, send_bytes=1)
         ctx.port = self.ui_server.effective_port

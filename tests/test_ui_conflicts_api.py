@@ -17,8 +17,6 @@ from flask import Flask
 from tests.support.sync import Device, server_live
 from tests.support.ui import Page, Ui, json_of, manual_conflict
 
-pytestmark = pytest.mark.usefixtures("web_dir")
-
 
 # -- GET /api/conflicts and POST /api/conflicts/<id>/resolve ---------------------------------
 
@@ -61,7 +59,9 @@ def test_resolving_a_conflict_stores_the_choice_and_queues_a_push(ui: Ui, page: 
     (message,) = ui.queued("customers")
     assert message["kwargs"]["direction"] == "push"
     assert ui.queued_run("customers")["run_id"] == message["kwargs"]["run_id"]
-    assert ui.requests == [(["customers"], "push", "remote")]
+    assert message["kwargs"]["policy"] == "remote"
+    assert ui.queued_run("customers")["then"] == "[]"
+    assert all(ui.queued(e) == [] and ui.queued_run(e) == {} for e in ("quotes", "orders"))
     # And that push brings the choice to the server
     here.sync("customers", "push")
     assert (server_live(reference_app, "customers")[record_id]["name"], server_live(reference_app, "customers")[record_id]["phone"]) \
@@ -82,7 +82,7 @@ def test_resolving_with_bad_input(ui: Ui, page: Page, here: Device, other: Devic
     assert page.post("/api/conflicts/abc/resolve", json={"use": "local"}).status_code == 404
     # Nothing was settled nor queued
     assert len(json_of(page.get("/api/conflicts"))["conflicts"]) == 1
-    assert ui.requests == [] and ui.queued("customers") == []
+    assert ui.nothing_queued()
     # A settled conflict is no longer open
     assert page.post(path, json={"use": "remote"}).status_code == 200
     assert page.post(path, json={"use": "remote"}).status_code == 404

@@ -18,8 +18,6 @@ import pytest
 from tests.support.api import API_KEY
 from tests.support.ui import Page, Ui, free_port, json_of
 
-pytestmark = pytest.mark.usefixtures("web_dir")
-
 
 # -- POST /api/settings/test -----------------------------------------------------------------
 

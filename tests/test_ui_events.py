@@ -25,9 +25,8 @@ import redis
 from craftsync.shell.ui_server import CSP
 from craftsync.worker.events import channel
 from tests.support.process import RedisDB
-from tests.support.ui import SECRET, Page, Ui, free_port, json_of, make_ui, serve
-
-pytestmark = pytest.mark.usefixtures("web_dir")
+from tests.support.ui import SECRET, Page, Ui, json_of, make_ui, serve
+from tests.support.worker import redis_server
 
 
 def _next_chunk(chunks: Iterator[Any], timeout: float = 5.0) -> str:
@@ -137,7 +136,10 @@ def test_events_stream_over_real_http(tmp_path: Path, redis_db: RedisDB, referen
 
 
 def test_events_answers_503_when_the_broker_is_unreachable(tmp_path: Path, reference_url: str) -> None:
-    ui = make_ui(tmp_path, f"redis://127.0.0.1:{free_port()}/0", reference_url)
+    # Given a session started on a broker that then went away
+    with redis_server(tmp_path) as (broker, process):
+        ui = make_ui(tmp_path, broker.url, reference_url, worker=False)
+        process.kill()
     try:
         response = ui.logged_in().get("/api/events")
         assert response.status_code == 503 and json_of(response)["error"] == "broker_unavailable"

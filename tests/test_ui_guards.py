@@ -9,15 +9,12 @@ and the event channel, and the connection monitor (the fixtures of tests/support
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from craftsync.shell.ui_server import CSP
-from tests.support.ui import BASE_URL, COOKIE, ORIGIN, PORT, SECRET, WEB_FILES, Page, Ui, json_of
-
-pytestmark = pytest.mark.usefixtures("web_dir")
+from craftsync.shell.ui_server import CSP, WEB_DIR
+from tests.support.ui import BASE_URL, COOKIE, ORIGIN, PORT, SECRET, Page, Ui, json_of
 
 
 def _forbidden(response: Any) -> None:
@@ -72,28 +69,39 @@ def test_the_launch_token_sets_a_strict_httponly_cookie_and_redirects_home(ui: U
     assert "HttpOnly" in attributes
     assert "SameSite=Strict" in attributes
     assert "Path=/" in attributes
-    # And the page, its files and the API now answer with that cookie alone
+    # And the real page, its script and its style sheet, and the API, now answer with that
+    # cookie alone, each with the CSP
     home = page.get("/")
-    assert home.status_code == 200 and home.data.decode() == WEB_FILES["index.html"]
+    assert home.status_code == 200 and home.data == (WEB_DIR / "index.html").read_bytes()
+    assert home.mimetype == "text/html" and home.headers["Content-Security-Policy"] == CSP
+    assert '<script type="module" src="/static/js/app.js"></script>' in home.data.decode()
     script = page.get("/static/js/app.js")
-    assert script.status_code == 200 and script.data.decode() == WEB_FILES["js/app.js"]
+    assert script.status_code == 200 and script.data == (WEB_DIR / "js" / "app.js").read_bytes()
+    assert script.mimetype in ("text/javascript", "application/javascript")
     assert script.headers["Content-Security-Policy"] == CSP
-    assert page.get("/static/css/app.css").status_code == 200
+    style = page.get("/static/css/app.css")
+    assert style.status_code == 200 and style.data == (WEB_DIR / "css" / "app.css").read_bytes()
     assert page.get("/api/status").status_code == 200
 
 
 def test_the_header_is_an_alternative_to_the_cookie(ui: Ui) -> None:
     page = ui.page(headers={"X-CraftSync-Token": SECRET})
     assert page.get("/api/settings").status_code == 200
-    assert page.get("/static/js/app.js").status_code == 200
+    script = page.get("/static/js/app.js")
+    assert script.status_code == 200 and script.data == (WEB_DIR / "js" / "app.js").read_bytes()
 
 
-def test_static_files_outside_web_are_not_served(page: Page, tmp_path: Path) -> None:
-    (tmp_path / "outside.txt").write_text("secret")
-    for path in ("/static/../outside.txt", "/static/%2e%2e/outside.txt", "/static/..%2foutside.txt"):
+def test_static_files_outside_web_are_not_served(page: Page) -> None:
+    # Given a file beside web/ (the UI server's own source, in the project as in the package)
+    outside = WEB_DIR.parent / "shell" / "ui_server.py"
+    assert outside.is_file()
+    first_line = outside.read_bytes().splitlines()[0]
+    for path in ("/static/../shell/ui_server.py", "/static/%2e%2e/shell/ui_server.py",
+                 "/static/..%2fshell/ui_server.py", "/static/..%2fshell%2fui_server.py",
+                 "/static/js/../../shell/ui_server.py", "/static/%2e%2e%2f%2e%2e%2fshell/ui_server.py"):
         response = page.get(path)
         assert response.status_code == 404, path
-        assert b"secret" not in response.data
+        assert first_line not in response.data
         assert response.headers["Content-Security-Policy"] == CSP
 
 
@@ -139,7 +147,7 @@ def test_state_changing_requests_from_a_foreign_origin_are_refused(ui: Ui, page:
     rows = ui.host_sql("SELECT name, deleted_at FROM customers")
     assert [tuple(r) for r in rows] == [("Kept", None)]
     assert ui.prefs.load().auto_sync is True
-    assert ui.requests == [] and ui.queued("customers") == []
+    assert ui.nothing_queued()
 
 
 def test_same_origin_requests_are_accepted(ui: Ui, page: Page) -> None:

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from tests.support.api import API_KEY
 from tests.support.sync import Device
 from tests.support.ui import Page, Ui, free_port, json_of
-
-pytestmark = pytest.mark.usefixtures("web_dir")
 
 
 # -- GET /api/history ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from craftsync.shell.ui_server import CSP
 from tests.support.sync import Device, server_live
 from tests.support.ui import Page, Ui
 
-pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("web_dir")]
+pytestmark = pytest.mark.redis
 
 CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 #: Words of pydantic's own messages, which a shop owner should never see.

@@ -18,8 +18,6 @@ from flask import Flask
 from tests.support.sync import Device, server_live
 from tests.support.ui import Page, Ui, json_of
 
-pytestmark = pytest.mark.usefixtures("web_dir")
-
 CUSTOMER_FIELDS = ["name", "company", "email", "phone", "address", "city", "state", "zip", "country", "notes"]
 
 

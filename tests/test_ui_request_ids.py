@@ -29,7 +29,7 @@ from tests.support.sync import Device
 from tests.support.ui import SECRET, Page, Ui, json_of, serve
 from tests.support.worker import EventLog, clean_env, start_worker, wait_until
 
-pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("web_dir")]
+pytestmark = pytest.mark.redis
 
 
 def _request_id() -> str:
@@ -73,7 +73,7 @@ def test_a_request_that_joins_a_waiting_run_is_listed_with_the_runs_own(ui: Ui, 
 def test_a_request_id_that_is_not_32_lowercase_hex_digits_is_refused(ui: Ui, page: Page, request_id: Any) -> None:
     response = page.post("/api/sync", json={"entities": ["customers"], "request_id": request_id})
     assert response.status_code == 400 and "request_id" in json_of(response)["message"]
-    assert ui.requests == [] and ui.queued("customers") == []
+    assert ui.nothing_queued()
 
 
 def test_a_request_without_an_id_is_queued_for_no_one_in_particular(ui: Ui, page: Page) -> None:

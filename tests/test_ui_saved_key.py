@@ -22,8 +22,6 @@ from keyring.backends import fail
 
 from tests.support.ui import USER_KEY, Page, Ui, json_of
 
-pytestmark = pytest.mark.usefixtures("web_dir")
-
 
 @pytest.fixture
 def no_keyring_left_behind() -> Iterator[None]:

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
+from craftsync.contract.records import now_iso
 from craftsync.shell.preferences import PreferenceStore
 from tests.support.api import API_KEY
 from tests.support.process import RedisDB
 from tests.support.ui import Page, Ui, json_of, make_ui
-
-pytestmark = pytest.mark.usefixtures("web_dir")
 
 
 # -- GET/PUT /api/settings -------------------------------------------------------------------
@@ -103,12 +102,17 @@ def test_the_remote_url_cannot_be_changed_when_remote_api_url_sets_it(tmp_path: 
 
 
 def test_settings_changes_are_announced_to_the_session(ui: Ui, page: Page) -> None:
-    announced: list[int] = []
-    ui.ctx.on_settings_changed = lambda: announced.append(1)
+    # Given a session where failed runs still count (nothing has cleared them)
+    assert ui.session.errors_cleared_at == ""
+    # When a setting is saved, the session applies the change: runs that failed before now
+    # are not about the new settings, and no longer make the status "error"
+    before = now_iso()
     assert page.put("/api/settings", json={"auto_sync": False}).status_code == 200
-    assert announced == [1]
+    assert before <= ui.session.errors_cleared_at <= now_iso()
+    # A refused change is not announced
+    ui.session.errors_cleared_at = ""
     assert page.put("/api/settings", json={"interval_minutes": 4}).status_code == 400
-    assert announced == [1]
+    assert ui.session.errors_cleared_at == ""
 
 
 def test_saving_the_settings_form_unchanged_does_not_pin_the_bundled_servers_url(ui: Ui, page: Page) -> None:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from craftsync.worker.queue import entity_lock
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from tests.support.api import API_KEY
 from tests.support.sync import Device
 from tests.support.ui import USER_KEY, Page, Ui, free_port, json_of, make_ui, manual_conflict
-
-pytestmark = pytest.mark.usefixtures("web_dir")
+from tests.support.worker import redis_server
 
 
 # -- GET /api/status -------------------------------------------------------------------------
@@ -91,13 +88,18 @@ def test_status_says_error_after_a_failed_run_while_online(ui: Ui, page: Page, h
 def test_status_says_offline_when_the_remote_cannot_be_reached(ui: Ui, page: Page) -> None:
     closed = f"http://127.0.0.1:{free_port()}/api"
     assert page.put("/api/settings", json={"remote_url": closed, "api_key": USER_KEY}).status_code == 200
+    # (the session has its monitor check at once after a settings change; the page polls)
+    ui.connection_checked("offline")
     status = json_of(page.get("/api/status"))
     assert status["state"] == "offline"
     assert status["connection"]["state"] == "offline" and status["connection"]["detail"]
 
 
 def test_status_survives_an_unreachable_broker(tmp_path: Path, reference_url: str) -> None:
-    ui = make_ui(tmp_path, f"redis://127.0.0.1:{free_port()}/0", reference_url)
+    # Given a session started on a broker that then went away
+    with redis_server(tmp_path) as (broker, process):
+        ui = make_ui(tmp_path, broker.url, reference_url, worker=False)
+        process.kill()
     try:
         status = json_of(ui.logged_in().get("/api/status"))
         assert status["syncing"] == [] and status["state"] == "online"

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.ui import Page, Ui, free_port, json_of, make_ui
-
-pytestmark = pytest.mark.usefixtures("web_dir")
+from tests.support.ui import Page, Ui, json_of, make_ui
+from tests.support.worker import redis_server
 
 
 # -- POST /api/sync --------------------------------------------------------------------------
@@ -65,7 +64,7 @@ def test_sync_rejects_bad_requests(ui: Ui, page: Page, body: Any) -> None:
     response = page.post("/api/sync", json=body)
     assert response.status_code == 400
     assert set(json_of(response)) == {"error", "message"} and json_of(response)["message"]
-    assert ui.requests == [] and all(ui.queued(e) == [] for e in ("customers", "quotes", "orders"))
+    assert ui.nothing_queued()
 
 
 def test_sync_rejects_a_body_that_is_not_json(page: Page) -> None:
@@ -74,7 +73,10 @@ def test_sync_rejects_a_body_that_is_not_json(page: Page) -> None:
 
 
 def test_sync_answers_503_when_the_broker_is_unreachable(tmp_path: Path, reference_url: str) -> None:
-    ui = make_ui(tmp_path, f"redis://127.0.0.1:{free_port()}/0", reference_url)
+    # Given a session started on a broker that then went away
+    with redis_server(tmp_path) as (broker, process):
+        ui = make_ui(tmp_path, broker.url, reference_url, worker=False)
+        process.kill()
     try:
         response = ui.logged_in().post("/api/sync", json={})
         assert response.status_code == 503

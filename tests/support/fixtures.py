@@ -6,8 +6,8 @@ A test names what it needs and gets it; nothing here is autouse.
 - ``central``, ``device``: a ``craftsync server`` process and a desktop's processes around a
   host database (``tests.support.worker``).
 - ``chromium``, ``display``: a browser and an X display for the UI (``tests.support.e2e``).
-- ``reference_app``, ``reference_url``, ``ui``, ``page``, ``here``, ``other``, ``web_dir``:
-  the UI server and the reference server it syncs with (below).
+- ``reference_app``, ``reference_url``, ``ui``, ``page``, ``here``, ``other``: the UI server
+  of a session (``tests.support.ui.make_ui``) and the reference server it syncs with (below).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from craftsync.shell import ui_server
 from tests.support.e2e import chromium, display  # noqa: F401  (registered here)
 from tests.support.sync import Device, central_app
-from tests.support.ui import Page, Ui, make_ui, serve, write_web
+from tests.support.ui import Page, Ui, make_ui, serve
 from tests.support.worker import RedisDB, central, device, events, private_redis, redis_db  # noqa: F401  (registered here)
 
 
@@ -39,15 +38,8 @@ def reference_url(reference_app: Flask) -> Iterator[str]:
 
 
 @pytest.fixture
-def web_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A small web/ of known files, so that static answers do not depend on the page's progress."""
-    directory = write_web(tmp_path / "web")
-    monkeypatch.setattr(ui_server, "WEB_DIR", directory)
-    return directory
-
-
-@pytest.fixture
 def ui(tmp_path: Path, redis_db: RedisDB, reference_url: str) -> Iterator[Ui]:  # noqa: F811
+    """The UI server of a session on the test's Redis database, syncing with ``reference_url``."""
     one = make_ui(tmp_path, redis_db.url, reference_url)
     yield one
     one.close()

@@ -1,7 +1,12 @@
-"""The UI server as a desktop session wires it, for tests: a real local SQLite store, a real
-PreferenceStore, the real reference server over HTTP as the remote, a Redis database of
-the test's own (``tests.support.worker.redis_db``) with dramatiq's RedisBroker on it, and
-a real ConnectionMonitor.
+"""The UI server as a desktop session builds it, for tests: ``Session.ui_context`` of a real
+``shell.session.Session`` on a real local SQLite store and PreferenceStore, serving the real
+``web/``. What the session would spawn, the tests provide as real services: the broker is a
+Redis database of the test's own (``tests.support.worker.redis_db``), the remote is the
+reference server over HTTP (as the demo server the session would start), and the worker is a
+dramatiq worker on that broker that takes none of the sync queues (the session runs with
+``CRAFTSYNC_WORKERS=0``, as beside a ``craftsync worker`` of its own), so that what the UI
+queued stays in the queue for the test to read. The connection monitor is the session's
+own, started as the session starts it.
 
 Requests go through a Flask test client to ``http://127.0.0.1:<PORT>`` (the UI's own
 address), so that the Host check sees what the window would send.
@@ -13,10 +18,11 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import dramatiq
 import redis
 import waitress
 from dramatiq.brokers.redis import RedisBroker
@@ -26,15 +32,17 @@ from werkzeug.test import TestResponse
 
 from craftsync.contract.records import ENTITIES
 from craftsync.shell.preferences import PreferenceStore
-from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
+from craftsync.shell.remote_choice import Demo
 from craftsync.shell.scheduler import ConnectionMonitor
+from craftsync.shell.session import Session
 from craftsync.shell.ui_server import UiContext, create_ui_app
+from craftsync.worker.queue import queue_name
+from craftsync.worker.settings import Settings
+from craftsync.worker.store import LocalStore
 from tests.support.api import API_KEY
 from tests.support.process import free_port  # noqa: F401  (imported from here)
 from tests.support.sync import Device
-from craftsync.worker.queue import ordered, queue_name, request_sync
-from craftsync.worker.remote import RemoteSettings
-from craftsync.worker.store import LocalStore
+from tests.support.worker import heartbeats, wait_until
 
 #: The UI's port as far as the Host, Origin and cookie checks go (the test client needs no socket).
 PORT: Final = 5555
@@ -43,14 +51,9 @@ ORIGIN: Final = BASE_URL
 SECRET: Final = "per-launch-secret-for-tests-0123456789abcdef"
 #: A key a user saves in the settings (never the bundled server's).
 USER_KEY: Final = "user-secret-key-XYZW7531"
+#: The one queue of ``idle_worker``: no sync is ever queued on it.
+IDLE_QUEUE: Final = "craftsync-tests-idle"
 COOKIE: Final = f"craftsync_{PORT}"
-#: A small stand-in for web/ (the real page is not what these tests are about).
-WEB_FILES: Final = {
-    "index.html": '<!doctype html><html><head><script type="module" src="/static/js/app.js"></script></head>'
-                  "<body>CraftSync</body></html>",
-    "js/app.js": "export const ready = true;\n",
-    "css/app.css": "body { margin: 0; }\n",
-}
 
 
 class Served:
@@ -110,14 +113,6 @@ def manual_conflict(here: Device, other: Device) -> str:
     return record_id
 
 
-def write_web(directory: Path) -> Path:
-    for name, text in WEB_FILES.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return directory
-
-
 class Page:
     """A Flask test client that talks to the UI at its own address (``base_url``)."""
 
@@ -150,17 +145,20 @@ class Page:
 
 @dataclass
 class Ui:
-    """One UI server and everything around it."""
+    """One UI server, built from a session as ``Session._start_ui`` builds it, and what is around it."""
 
     app: Flask
     ctx: UiContext
+    session: Session
     database: Path
     prefs: PreferenceStore
+    #: A client and a broker of the test's own on the session's Redis database (another
+    #: requester, like the CLI, and the test's reads of the queue).
     redis: redis.Redis
     broker: RedisBroker
     monitor: ConnectionMonitor
     central_url: str
-    requests: list[tuple[list[str], str, str]] = field(default_factory=list)
+    worker: dramatiq.Worker | None
 
     def page(self, **kwargs: Any) -> Page:
         return Page(self.app, **kwargs)
@@ -195,10 +193,41 @@ class Ui:
         found: dict[Any, Any] = self.redis.hgetall(f"craftsync:queued:{entity}")  # type: ignore[assignment]
         return {k.decode(): v.decode() for k, v in found.items()}
 
+    def nothing_queued(self) -> bool:
+        """No message and no waiting run on any entity's queue."""
+        return all(self.queued(e) == [] and self.queued_run(e) == {} for e in ENTITIES)
+
+    def connection_checked(self, state: str) -> dict[str, Any]:
+        """The monitor's finding once it says ``state``: the session asks it to check at once
+        after a settings change (``restart_workers``), as the running app does."""
+        return dict(wait_until(lambda: self.monitor.state if self.monitor.state["state"] == state else None,
+                               timeout=15, what=f"the connection monitor to find {state!r}"))
+
     def close(self) -> None:
+        self.session.stop()  # stops the monitor, as at the end of a desktop session
+        if self.worker is not None:
+            self.worker.stop(timeout=5_000)
+            self.worker.broker.close()
+        self.session._dramatiq.close()  # the connections _start_broker opened (the session
+        self.session._redis.close()  # leaves them to the process's exit)
         self.broker.close()
         self.redis.close()
         self.app.extensions["craftsync.redis"].close()
+
+
+def idle_worker(redis_url: str) -> dramatiq.Worker:
+    """A dramatiq worker on ``redis_url`` that consumes only IDLE_QUEUE, once its heartbeat is seen."""
+    broker = RedisBroker(url=redis_url)
+    broker.declare_queue(IDLE_QUEUE)
+    worker = dramatiq.Worker(broker, queues={IDLE_QUEUE}, worker_threads=1, worker_timeout=100)  # stops in 0.1 s
+    worker.start()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_until(lambda: broker.broker_id.encode() in heartbeats(client), timeout=10,
+                   what="the idle worker's heartbeat")
+    finally:
+        client.close()
+    return worker
 
 
 def make_ui(
@@ -209,50 +238,35 @@ def make_ui(
     prefs_dir: Path | None = None,
     locked_url: str | None = None,
     port: int = PORT,
+    worker: bool = True,
 ) -> Ui:
-    """A UI server wired as ``shell.session.Session._start_ui`` wires it.
+    """The UI of a ``Session`` as ``Session.start`` makes it, but for what it would spawn.
 
-    The remote in force is, as in a session: REMOTE_API_URL (``locked_url``), else the URL
-    saved in the preferences, else the bundled server (``central_url``, whose key is the
-    test API key unless one is saved).
+    The broker is ``redis_url`` (REDIS_URL: the session connects, starts no broker); the
+    remote in force is, as in a session: REMOTE_API_URL (``locked_url``, with the test API key
+    as REMOTE_API_KEY), else the URL saved in the preferences, else the demo server
+    (``central_url`` with the test API key, standing for the one the session would start);
+    ``worker`` starts ``idle_worker`` (without it, POST /api/sync answers that no worker runs).
     """
     database = tmp_path / "craftsync.db"
     database.parent.mkdir(parents=True, exist_ok=True)
-    LocalStore(database).close()  # the session creates the schema before the UI starts
-    prefs = PreferenceStore(prefs_dir or tmp_path / "prefs")
-
-    demo = Demo(url=central_url, key=API_KEY)
-
-    def choice() -> RemoteChoice:
-        return choose_remote(env_url=locked_url, env_key=None, prefs=prefs.load(), saved_key=prefs.api_key(),
-                             demo=demo)
-
-    def remote() -> RemoteSettings | None:
-        chosen = choice()
-        return RemoteSettings(base_url=chosen.url, api_key=chosen.key) if chosen.url and chosen.key else None
-
-    client = redis.Redis.from_url(redis_url)
-    broker = RedisBroker(url=redis_url)
-    monitor = ConnectionMonitor(remote)
-    calls: list[tuple[list[str], str, str]] = []
-
-    def request(entities: list[str], direction: str, policy: str, request_id: str | None = None) -> str:
-        calls.append((list(entities), direction, policy))
-        chosen = ordered(entities) or list(ENTITIES)
-        return request_sync(broker, client, chosen, direction=direction, policy=policy,
-                            requests=[request_id] if request_id else None)
-
-    ctx = UiContext(
-        secret=SECRET,
-        database=database,
-        redis_url=redis_url,
-        preferences=prefs,
-        remote=remote,
-        remote_url_locked=locked_url is not None,
-        connection=monitor.check,
-        request_sync=request,
-        choice=choice,
-        port=port,
-    )
+    settings = Settings(database=database, redis_url=redis_url, remote_url=locked_url,
+                        remote_key=API_KEY if locked_url else None, workers=0)
+    session = Session(settings)
+    session.secret = SECRET
+    session.preferences = PreferenceStore(prefs_dir or tmp_path / "prefs")
+    session.demo = None if locked_url else Demo(url=central_url, key=API_KEY)
+    # Session.start's steps, those that spawn nothing here: the schema, the broker (given),
+    # the workers (CRAFTSYNC_WORKERS=0: only the remote in use is noted), the UI's context,
+    # and the connection monitor (the scheduler is left out: it would queue a sync at launch).
+    LocalStore(database).close()
+    session._start_broker()
+    session._start_workers()
+    ctx = session.ui_context(port=port)
     app = create_ui_app(ctx)
-    return Ui(app, ctx, database, prefs, client, broker, monitor, central_url, calls)
+    session.monitor = ConnectionMonitor(session.remote, on_change=session._connection_changed).start()
+    wait_until(lambda: session.monitor.state["state"] != "unknown", timeout=15,
+               what="the connection monitor's first check")
+    idle = idle_worker(redis_url) if worker else None
+    return Ui(app, ctx, session, database, session.preferences, redis.Redis.from_url(redis_url),
+              RedisBroker(url=redis_url), session.monitor, central_url, idle)

@@ -83,19 +83,18 @@ def redis_db() -> Iterator[RedisDB]:
         yield db
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisDB]:
-    """A Redis server of this test's own (``redis-server`` on a free loopback port).
-
-    For tests of ``craftsync sync --wait``, which follows the server-wide events channel:
-    on a Redis shared with other runs it would also see their events."""
+@contextmanager
+def redis_server(directory: Path) -> Iterator[tuple[RedisDB, Service]]:
+    """A Redis server of its own (``redis-server`` on a free loopback port, its files in
+    ``directory``) and its process, which a test may kill to take the broker away; killed at
+    the end of the block."""
     binary = shutil.which("redis-server")
     if binary is None:
         service_missing("redis-server is not installed (apt-get install redis-server)")
         raise AssertionError("unreachable")  # service_missing skips or fails
     port = free_port()
     service = Service([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                       "--dir", str(tmp_path)], env=dict(os.environ), log=tmp_path / "redis.log", cwd=tmp_path)
+                       "--dir", str(directory)], env=dict(os.environ), log=directory / "redis.log", cwd=directory)
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
 
     def answers() -> bool:
@@ -108,10 +107,21 @@ def private_redis(tmp_path: Path) -> Iterator[RedisDB]:
 
     try:
         wait_until(answers, timeout=10, what="the private redis-server")
-        yield RedisDB(0, f"redis://127.0.0.1:{port}/0", client)
+        yield RedisDB(0, f"redis://127.0.0.1:{port}/0", client), service
     finally:
         client.close()
-        service.kill()
+        if service.alive():
+            service.kill()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisDB]:
+    """A Redis server of this test's own (``redis_server``).
+
+    For tests of ``craftsync sync --wait``, which follows the server-wide events channel:
+    on a Redis shared with other runs it would also see their events."""
+    with redis_server(tmp_path) as (db, _service):
+        yield db
 
 
 class EventLog(process_helpers.EventLog):
