@@ -28,7 +28,7 @@ from craftsync.worker.engine import SyncEngine, SyncOptions
 from craftsync.worker.errors import SyncError
 from craftsync.worker.events import channel, follow
 from craftsync.worker.imports import CHUNK_ROWS, queue_import, read_csv
-from craftsync.worker.queue import ordered, request_sync
+from craftsync.worker.queue import request_sync, sync_order
 from craftsync.worker.remote import RemoteClient
 from craftsync.worker.settings import Settings, data_dir
 from craftsync.worker.store import LocalStore
@@ -47,7 +47,7 @@ _ENDED: Final = (EventType.COMPLETED, EventType.FAILED)
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    entities = ordered(args.entities) if args.entities else list(ENTITIES)
+    entities = sync_order(args.entities or [])
     saved = PreferenceStore(data_dir()).load()  # what the user chose in the app, unless a flag says otherwise
     options = SyncOptions(direction=args.direction or saved.default_direction,
                           policy=args.conflicts or saved.conflict_policy)
