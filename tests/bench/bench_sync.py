@@ -95,7 +95,8 @@ from tests.support.process import (
     start_server,
     wait_until,
 )
-from craftsync.worker.engine import PAGE_SIZE, SyncEngine, SyncOptions
+from craftsync.worker.engine import SyncEngine, SyncOptions
+from craftsync.worker.run import PAGE_SIZE
 from craftsync.worker.queue import request_sync
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.store import LocalStore, connect
