@@ -31,6 +31,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from craftsync.shell.errors import ShellError
+
 #: Loopback only: the broker must never be reachable from the network.
 HOST = "127.0.0.1"
 #: A start takes ~15 ms here; the margin covers loaded CI machines and antivirus scans of the binary.
@@ -51,8 +53,8 @@ BACKENDS = ("auto", "binary", "fakeredis")
 _PR_SET_PDEATHSIG = 1
 
 
-class BrokerError(Exception):
-    """Raised when the embedded broker cannot start."""
+class BrokerError(ShellError):
+    """Raised when the embedded broker cannot start; redis errors met while starting it become this."""
 
 
 def find_server_binary() -> Path | None:

@@ -8,11 +8,13 @@ itself refuses or fails at is a ``ShellError``::
     ShellError
     ├── UsageError             a problem the user can fix: the one line the CLI prints (shell/commands.py)
     ├── SessionError           ``craftsync run`` cannot start its session (shell/session.py)
+    ├── BrokerError            the embedded broker cannot start (shell/broker.py)
     ├── InvalidPreferences     a setting from the UI does not validate (shell/preferences.py)
     └── RecordRefused          a record from the UI cannot be saved, field by field (shell/records_api.py)
 
 Foreign exceptions are translated where the shell meets them: redis's in
-``craftsync.worker.broker`` (as ``BrokerUnavailable``, a ``SyncError``), sqlite3's in the
+``craftsync.worker.broker`` (as ``BrokerUnavailable``, a ``SyncError``) and, while the
+embedded broker starts, in ``shell/broker.py`` (as ``BrokerError``); sqlite3's in the
 local store, httpx's in ``craftsync.worker.remote``. The UI server keeps one Flask error
 handler for redis errors raised by calls that reach Redis directly, answering 503.
 """
