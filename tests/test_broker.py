@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 import craftsync.shell.broker as broker_module
 from craftsync.shell.broker import HOST, BrokerError, EmbeddedBroker, find_server_binary, preload_dramatiq_scripts
+from tests.support.process import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 #: redis-py 8 retries a refused AUTH with backoff (~4 s); a refusal test wants the first answer.
@@ -51,15 +52,6 @@ def process_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-def wait_until(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return bool(predicate())  # type: ignore[operator]
 
 
 def run_one_dramatiq_message(url: str) -> list[str]:
@@ -205,7 +197,8 @@ def test_sigkilled_parent_leaves_no_orphan_server() -> None:
         app.stdin.flush()
         assert app.wait(10) == -signal.SIGKILL
         # Then its server exits too
-        assert wait_until(lambda: process_gone(server_pid), timeout=5), f"orphan server pid {server_pid} still runs"
+        wait_until(lambda: process_gone(server_pid), timeout=5, interval=0.02,
+                   what=f"the orphan server pid {server_pid} to end")
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)  # a SIGKILLed app cannot remove its temp dir
         if not process_gone(server_pid):

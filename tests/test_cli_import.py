@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.process import CRAFTSYNC, CRAFTSYNC_SCRIPT
-from tests.support.worker import Device, assert_identical, wait_until
+from tests.support.worker import Device, assert_identical
+from tests.support.process import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 

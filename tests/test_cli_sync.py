@@ -24,8 +24,8 @@ from tests.support.worker import (
     assert_identical,
     clean_env,
     free_port,
-    wait_until,
 )
+from tests.support.process import wait_until
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.worker.events import channel
 

@@ -37,8 +37,8 @@ from tests.support.e2e import (
     free_port,
     ui_get,
     user_env,
-    wait_until,
 )
+from tests.support.process import wait_until
 from tests.support.driver import Driver, PlaywrightDriver, WindowDriver
 from tests.support.worker import CRAFTSYNC, ROOT
 

@@ -32,9 +32,9 @@ from tests.support.e2e import (
     ui_get,
     ui_post,
     wait_run,
-    wait_until,
     write_preferences,
 )
+from tests.support.process import wait_until
 from tests.support.worker import RedisDB, redis_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

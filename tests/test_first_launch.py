@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.e2e import DesktopRun, RemoteServer, ui_get, user_env, wait_run, wait_until
+from tests.support.e2e import DesktopRun, RemoteServer, ui_get, user_env, wait_run
+from tests.support.process import wait_until
 from tests.support.process import free_port
 from tests.support.worker import CRAFTSYNC
 

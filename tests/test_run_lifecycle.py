@@ -22,7 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.e2e import DesktopRun, living, run_env, wait_until
+from tests.support.e2e import DesktopRun, living, run_env
+from tests.support.process import wait_until
 from tests.support.worker import CRAFTSYNC
 
 pytestmark = pytest.mark.slow

@@ -22,6 +22,7 @@ from flask import Flask
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.scheduler import TICK_S, ConnectionMonitor, Scheduler
 from tests.support.api import API_KEY
+from tests.support.process import wait_until
 from tests.support.sync import central_app
 from tests.support.ui import Served, free_port, serve
 from tests.support.worker import RedisDB, redis_db  # noqa: F401  (a fixture: a Redis database of our own)
@@ -75,15 +76,6 @@ def requests() -> Requests:
 def _scheduler(prefs: PreferenceStore, requests: Callable[..., str], clock: FakeClock,
                pending: Callable[[], int] = lambda: 0) -> Scheduler:
     return Scheduler(prefs, requests, pending, clock=clock)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 # -- sync on launch --------------------------------------------------------------------------
@@ -190,7 +182,7 @@ def test_the_background_thread_ticks(prefs: PreferenceStore, requests: Requests,
     scheduler = _scheduler(prefs, requests, clock).start(at_launch=False)
     try:
         clock.advance(5 * 60)
-        assert _wait_for(lambda: len(requests.calls) == 1, timeout=TICK_S * 5)
+        wait_until(lambda: len(requests.calls) == 1, timeout=TICK_S * 5, interval=0.02, what="the tick's sync")
         time.sleep(TICK_S * 1.5)
         assert len(requests.calls) == 1  # once per interval, not once per tick
     finally:
@@ -334,10 +326,11 @@ def test_monitor_thread_notices_when_asked_to_check_soon(central: Flask) -> None
     monitor = ConnectionMonitor(lambda: RemoteSettings(base_url=url, api_key=API_KEY), interval_s=60,
                                 on_change=changes).start()
     try:
-        assert _wait_for(lambda: monitor.state["state"] == "online")
+        wait_until(lambda: monitor.state["state"] == "online", timeout=5, interval=0.02, what="the first check")
         server.stop()
         monitor.check_soon()
-        assert _wait_for(lambda: monitor.state["state"] == "offline")
+        wait_until(lambda: monitor.state["state"] == "offline", timeout=5, interval=0.02,
+                   what="the check asked for soon")
         assert changes.seen == [("unknown", "online"), ("online", "offline")]
     finally:
         monitor.stop()
@@ -368,5 +361,6 @@ def test_connection_returning_with_pending_changes_triggers_a_sync(central: Flas
 def _no_thread_left(request: pytest.FixtureRequest) -> Iterator[None]:
     before = {t.name for t in threading.enumerate()}
     yield
-    assert _wait_for(lambda: not ({t.name for t in threading.enumerate() if t.is_alive()} - before)
-                     & {"scheduler", "connection-monitor"}, timeout=12)
+    wait_until(lambda: not ({t.name for t in threading.enumerate() if t.is_alive()} - before)
+               & {"scheduler", "connection-monitor"}, timeout=12, interval=0.02,
+               what="the scheduler's and the monitor's threads to end")

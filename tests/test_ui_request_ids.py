@@ -27,7 +27,8 @@ from tests.support.api import API_KEY
 from tests.support.process import RedisDB
 from tests.support.sync import Device
 from tests.support.ui import SECRET, Page, Ui, json_of, serve
-from tests.support.worker import EventLog, clean_env, start_worker, wait_until
+from tests.support.worker import EventLog, clean_env, start_worker
+from tests.support.process import wait_until
 
 pytestmark = pytest.mark.redis
 

@@ -27,7 +27,8 @@ from typing import Final
 import httpx
 import pytest
 
-from tests.support.e2e import DesktopRun, local_rows, ui_get, user_env, wait_run, wait_until
+from tests.support.e2e import DesktopRun, local_rows, ui_get, user_env, wait_run
+from tests.support.process import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

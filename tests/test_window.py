@@ -31,10 +31,10 @@ from tests.support.e2e import (
     DesktopRun,
     display,  # noqa: F401  (fixture)
     free_port,
-    wait_until,
     window_env,
     write_preferences,
 )
+from tests.support.process import wait_until
 from tests.support.worker import ROOT
 
 pytestmark = pytest.mark.slow

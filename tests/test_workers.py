@@ -18,8 +18,8 @@ from tests.support.worker import (
     Service,
     assert_identical,
     queue_broker,
-    wait_until,
 )
+from tests.support.process import wait_until
 from craftsync.worker.queue import LOCK_TTL_S, request_sync
 
 

@@ -23,11 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 import httpx
 import websocket
 from playwright.sync_api import Error as PlaywrightError
+
+from tests.support.process import wait_until
 
 #: Seconds an action (click, fill, …) waits for its element to be there, visible and free.
 ACTION_TIMEOUT_S: Final = 15.0
@@ -134,21 +136,13 @@ def _js_string(value: str) -> str:
 
 def poll(probe: Callable[[], Any], *, timeout: float, what: str, passing: type[Exception],
          describe: Callable[[], str]) -> Any:
-    """Repeat ``probe`` until it returns something truthy (returned). A ``passing`` failure
-    of a probe (the page is between two documents) only means "not yet"."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except passing as exc:
-            text = str(exc).strip()
-            last = f" (last attempt: {text.splitlines()[0] if text else type(exc).__name__})"
-        if time.monotonic() > deadline:
-            raise DriverError(f"timed out after {timeout:g} s waiting for {what}{last}; {describe()}")
-        time.sleep(POLL_INTERVAL_S)
+    """``wait_until`` ``probe`` returns something truthy (returned); a ``passing`` failure of a
+    probe (the page is between two documents) only means "not yet". On timeout, DriverError
+    with what the page shows."""
+    def fail(message: str) -> NoReturn:
+        raise DriverError(f"{message}; {describe()}")
+
+    return wait_until(probe, timeout=timeout, interval=POLL_INTERVAL_S, what=what, fail=fail, passing=(passing,))
 
 
 def _predicate_js(selector_or_js: str) -> str:
@@ -455,24 +449,22 @@ class WindowDriver:
     # -- the connection -----------------------------------------------------------------------
 
     def _attach(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no page listed yet"
-        while True:
+        def attached() -> bool:
             page = find_page(self.devtools_port, self.url_prefix, prefer_id=self._target_id)
-            if page is not None:
-                try:
-                    self._cdp = CdpConnection(str(page["webSocketDebuggerUrl"]), on_event=self._event)
-                    self._target_id = str(page.get("id"))
-                    # Runtime events carry the page's uncaught exceptions and console errors.
-                    self._cdp.call("Runtime.enable")
-                    return
-                except CdpError as exc:
-                    last = str(exc)
-            if time.monotonic() > deadline:
-                listed = [p.get("url") for p in devtools_pages(self.devtools_port)]
-                raise DriverError(f"no page starting with {self.url_prefix} to attach to on DevTools port "
-                                  f"{self.devtools_port} within {timeout:g} s ({last}; pages listed: {listed})")
-            time.sleep(POLL_INTERVAL_S * 5)
+            if page is None:
+                return False
+            self._cdp = CdpConnection(str(page["webSocketDebuggerUrl"]), on_event=self._event)
+            self._target_id = str(page.get("id"))
+            # Runtime events carry the page's uncaught exceptions and console errors.
+            self._cdp.call("Runtime.enable")
+            return True
+
+        def fail(message: str) -> NoReturn:
+            listed = [p.get("url") for p in devtools_pages(self.devtools_port)]
+            raise DriverError(f"{message} (pages listed: {listed})")
+
+        wait_until(attached, timeout=timeout, interval=POLL_INTERVAL_S * 5, fail=fail, passing=(CdpError,),
+                   what=f"a page starting with {self.url_prefix} to attach to on DevTools port {self.devtools_port}")
 
     def _event(self, message: dict[str, Any]) -> None:
         params = message.get("params", {})

@@ -43,6 +43,7 @@ from tests.support.process import (
     start_server,
     stop_group,
     tail,
+    wait_until,
 )
 from tests.support.worker import (
     CRAFTSYNC,
@@ -52,7 +53,6 @@ from tests.support.worker import (
     clean_env,
     free_port,
     own_redis_db,
-    wait_until,
 )
 
 #: Debian's Chromium; Playwright's own browser downloads are not used (nor reachable).
@@ -207,21 +207,21 @@ class DesktopRun:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      errors="replace", start_new_session=True)
         threading.Thread(target=self._read, name="craftsync-run-output", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not self.launch_url:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"'craftsync run' printed no UI line within {timeout:.0f} s:\n{self.output()[-3000:]}")
+
+        def ui_line() -> str:
             try:
-                line = self._lines.get(timeout=min(left, 0.5))
+                line = self._lines.get(timeout=0.5)
             except queue.Empty:
-                continue
+                return ""
             if line is None:
                 self.proc.wait(10)
                 pytest.fail(f"'craftsync run' exited with {self.proc.returncode} before its UI line:\n"
                             f"{self.output()[-3000:]}")
-            if match := re.match(r"UI: (http://127\.0\.0\.1:\d+/\?token=\S+)$", line.strip()):
-                self.launch_url = match.group(1)
+            match = re.match(r"UI: (http://127\.0\.0\.1:\d+/\?token=\S+)$", line.strip())
+            return match.group(1) if match else ""
+
+        self.launch_url = wait_until(ui_line, timeout=timeout, interval=0, what="'craftsync run' to print its UI line",
+                                     fail=lambda message: pytest.fail(f"{message}:\n{self.output()[-3000:]}"))
         self.remember_family()
         return self
 
@@ -342,7 +342,7 @@ class UiPage:
                 pytest.fail(f"'craftsync run' exited while waiting for {what}:\n{self.run.output()[-3000:]}")
             return value
 
-        return process_helpers.wait_until(holds, timeout=timeout, interval=interval, what=what,
+        return wait_until(holds, timeout=timeout, interval=interval, what=what,
                                           fail=lambda message: pytest.fail(f"{message}; {self.describe()}"))
 
     def state(self) -> str:
@@ -535,7 +535,6 @@ __all__ = [
     "ui_post",
     "user_env",
     "wait_run",
-    "wait_until",
     "window_env",
     "write_preferences",
 ]

@@ -6,8 +6,8 @@ how to stop it with all its children, ``craftsync server`` on a port and waited 
 benchmarks never share one, and the workers' events channel on it.
 
 Plain functions and classes, importable without pytest: a wait that times out (or a service
-that dies) calls ``fail`` with a message, which raises ``RuntimeError`` by default; the test
-helpers pass ``pytest.fail`` instead.
+that dies) calls ``fail`` with a message, which fails the test under pytest and raises
+``RuntimeError`` elsewhere by default; helpers pass their own to add what they see.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ Fail = Callable[[str], NoReturn]
 
 
 def raise_error(message: str) -> NoReturn:
-    """The default ``fail``: a ``RuntimeError`` with ``message``."""
+    """The default ``fail``: ``pytest.fail`` in a pytest run (the test fails, even where it
+    catches ``Exception``), else a ``RuntimeError`` with ``message`` (the benchmarks)."""
+    if "pytest" in sys.modules:
+        sys.modules["pytest"].fail(message)
     raise RuntimeError(message)
 
 
@@ -65,15 +68,25 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition",
-               fail: Fail = raise_error) -> Any:
-    """Poll ``predicate`` until it returns something true (returned); ``fail`` after ``timeout`` s."""
+               fail: Fail = raise_error, passing: tuple[type[Exception], ...] = ()) -> Any:
+    """Poll ``predicate`` until it returns something true (returned); after ``timeout`` s call
+    ``fail`` with a message naming ``what``. A ``passing`` exception from ``predicate`` only
+    means "not yet" (the message then quotes the last one).
+
+    The suite's one wait: every waiting helper (the drivers, the pages, the event log) calls it."""
     deadline = time.monotonic() + timeout
+    last = ""
     while True:
-        value = predicate()
-        if value:
-            return value
+        try:
+            value = predicate()
+        except passing as exc:
+            text = str(exc).strip()
+            last = f" (last attempt: {text.splitlines()[0] if text else type(exc).__name__})"
+        else:
+            if value:
+                return value
         if time.monotonic() > deadline:
-            fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            fail(f"timed out after {timeout:g} s waiting for {what}{last}")
         time.sleep(interval)
 
 
@@ -294,18 +307,22 @@ class EventLog:
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float, what: str) -> dict[str, Any]:
         """The first event (seen so far or arriving) for which ``predicate`` holds."""
-        deadline = time.monotonic() + timeout
         seen = 0
-        with self._changed:
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.fail(f"timed out after {timeout:.0f} s waiting for {what}; last events: {self.events[-3:]}")
-                self._changed.wait(left)
+
+        def found() -> dict[str, Any] | None:
+            nonlocal seen
+            with self._changed:
+                events = self.events[seen:]
+            seen += len(events)
+            return next((event for event in events if predicate(event)), None)
+
+        def fail(message: str) -> NoReturn:
+            with self._changed:
+                last = self.events[-3:]
+            self.fail(f"{message}; last events: {last}")
+
+        event: dict[str, Any] = wait_until(found, timeout=timeout, interval=0.02, what=what, fail=fail)
+        return event
 
     def of(self, run_ids: set[str]) -> list[dict[str, Any]]:
         with self._changed:

@@ -39,6 +39,7 @@ from tests.support.process import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, fr
     clean_env,
     free_port,
     start_server,
+    wait_until,
 )
 from tests.support.sync import central_rows, local_rows
 from craftsync.worker.store import LocalStore
@@ -47,11 +48,6 @@ REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_TEST_REDIS_PORT", "6379"))
 #: Databases these tests may take; 0 is left to people, 15 to conftest.REDIS_TEST_URL.
 REDIS_DBS: Final = range(1, 15)
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` s."""
-    return process_helpers.wait_until(predicate, timeout=timeout, interval=interval, what=what, fail=pytest.fail)
 
 
 # -- Redis ---------------------------------------------------------------------------------
