@@ -1,6 +1,6 @@
 """The record form and lists as a shop owner meets them in the first hour: ``craftsync run
 --browser`` as a subprocess with its real workers and UI server, the reference server as a
-subprocess, and Debian's Chromium typing into the page (the fixtures of tests/test_e2e_ui.py).
+subprocess, and Debian's Chromium typing into the page (the fixtures of tests/support/fixtures.py).
 
 Linking a quote to its customer and an order to its quote by picking names, a customer's
 quotes one click away, refusals in words next to each field, and lists readable at 800 px.
@@ -23,11 +23,11 @@ from tests.support.e2e import (
     UiPage,
     chromium,  # noqa: F401  (fixture)
     local_rows,
+    remote_env,
     ui_post,
     wait_run,
     write_preferences,
 )
-from tests.test_e2e_ui import central, desktop, open_ui, remote_env  # noqa: F401  (fixtures)
 from tests.support.worker import RedisDB, redis_db  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -38,13 +38,13 @@ NARROW = {"width": 800, "height": 760}
 
 
 @pytest.fixture
-def shop(chromium: Any, tmp_path: Path, redis_db: RedisDB, central: RemoteServer,  # noqa: F811
+def shop(chromium: Any, tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer,  # noqa: F811
          desktop: Callable[..., DesktopRun]) -> DesktopRun:  # noqa: F811
     """A desktop that syncs only when asked, on the test's own Redis and server (and a browser
     to drive it: without Chromium the test skips before starting anything)."""
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False, auto_sync=False)
-    return desktop(home, **remote_env(redis_db, central))
+    return desktop(home, **remote_env(redis_db, remote_server))
 
 
 def add(run: DesktopRun, entity: str, **fields: Any) -> dict[str, Any]:

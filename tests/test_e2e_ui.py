@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,8 @@ from tests.support.e2e import (
     DesktopRun,
     RemoteServer,
     UiPage,
-    another_redis_db,
-    chromium,  # noqa: F401  (fixture)
     local_rows,
-    run_env,
+    remote_env,
     ui_get,
     ui_post,
     wait_run,
@@ -43,70 +41,20 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BULK: int = 3000
 
 
-@pytest.fixture
-def central(tmp_path: Path) -> Iterator[RemoteServer]:
-    """The reference server as a subprocess, on a port and database that survive a restart."""
-    server = RemoteServer(tmp_path, key=f"e2e-{secrets.token_hex(12)}")
-    try:
-        yield server.start()
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def second_redis_db() -> Iterator[RedisDB]:
-    """Another database number on the same Redis server, for a second desktop."""
-    with another_redis_db() as db:
-        yield db
-
-
-@pytest.fixture
-def desktop(tmp_path: Path) -> Iterator[Callable[..., DesktopRun]]:
-    """Start ``craftsync run --browser`` in a home of the test's; every run is stopped at teardown."""
-    runs: list[DesktopRun] = []
-
-    def start(home: Path, **variables: str) -> DesktopRun:
-        run = DesktopRun(home, run_env(home, **variables), log=home.parent / f"run-{len(runs)}.log")
-        runs.append(run)
-        return run.start()
-
-    yield start
-    for run in runs:
-        run.stop()
-
-
-@pytest.fixture
-def open_ui(chromium: Any) -> Iterator[Callable[..., UiPage]]:  # noqa: F811
-    pages: list[UiPage] = []
-
-    def open_page(run: DesktopRun, **options: Any) -> UiPage:
-        page = UiPage(chromium, run, **options)
-        pages.append(page)
-        return page.open()
-
-    yield open_page
-    for page in pages:
-        page.close()
-
-
-def remote_env(redis_db: RedisDB, central: RemoteServer) -> dict[str, str]:  # noqa: F811
-    return {"REDIS_URL": redis_db.url, "REMOTE_API_URL": central.url, "REMOTE_API_KEY": central.key}
-
-
 def no_page_errors(ui: UiPage) -> None:
     assert ui.errors == [], f"the page reported errors: {ui.errors}"
 
 
 def test_pressing_sync_customers_shows_the_progress_bar_reaching_the_end_while_real_workers_run_on_real_redis(
-    tmp_path: Path, redis_db: RedisDB, central: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
+    tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
     open_ui: Callable[..., UiPage],
 ) -> None:
     # Given: 3,000 customers on the server (another device's), and a desktop that has none yet
     # and does not sync by itself, with its two real worker processes on a real Redis
-    central.seed_customers(BULK)
+    remote_server.seed_customers(BULK)
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False, auto_sync=False)
-    run = desktop(home, **remote_env(redis_db, central))
+    run = desktop(home, **remote_env(redis_db, remote_server))
     ui = open_ui(run)
     ui.wait_for(lambda: ui.state() == "online", timeout=30, what="the indicator to say online")
     assert local_rows(home / "craftsync.db", "SELECT count(*) FROM customers")[0][0] == 0
@@ -146,15 +94,15 @@ def test_pressing_sync_customers_shows_the_progress_bar_reaching_the_end_while_r
 
 
 def test_a_same_field_conflict_between_the_record_editor_and_the_server_resolved_field_by_field_ends_with_the_chosen_values_on_the_server(
-    tmp_path: Path, redis_db: RedisDB, central: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
+    tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
     open_ui: Callable[..., UiPage],
 ) -> None:
     # Given: a customer on the server, and a desktop whose user sets the policy to "Ask me"
-    (customer_id,) = central.seed_customers(1, prefix="Ada Lovelace")
-    original = central.get("customers", customer_id)
+    (customer_id,) = remote_server.seed_customers(1, prefix="Ada Lovelace")
+    original = remote_server.get("customers", customer_id)
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False, auto_sync=False)
-    run = desktop(home, **remote_env(redis_db, central))
+    run = desktop(home, **remote_env(redis_db, remote_server))
     ui = open_ui(run)
     page = ui.page
     ui.tab("settings")
@@ -185,7 +133,7 @@ def test_a_same_field_conflict_between_the_record_editor_and_the_server_resolved
     # ... while someone else changes the same two fields on the server
     theirs = {k: v for k, v in original.items() if k != "version"}
     theirs.update(name="Ada Byron (server)", phone="+44 161 496 0002", base_version=original["version"])
-    answer = central.http.post("/customers", json=theirs)
+    answer = remote_server.http.post("/customers", json=theirs)
     assert answer.status_code == 200 and answer.json()["status"] == "updated", answer.text
 
     # When: the user presses "Sync customers"
@@ -213,7 +161,7 @@ def test_a_same_field_conflict_between_the_record_editor_and_the_server_resolved
 
     # Then: the server ends with the desktop's name and the server's phone, the rest untouched
     def settled() -> dict[str, Any] | None:
-        record = central.get("customers", customer_id)
+        record = remote_server.get("customers", customer_id)
         return record if record["name"] == "Ada King (desktop)" else None
 
     record = wait_until(settled, timeout=60, interval=0.5, what="the merged record to reach the server")
@@ -235,14 +183,14 @@ def test_a_same_field_conflict_between_the_record_editor_and_the_server_resolved
 
 
 def test_a_deletion_here_against_a_10000_character_note_there_names_both_choices_and_keeps_the_dialog_on_screen(
-    tmp_path: Path, redis_db: RedisDB, central: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
+    tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
     open_ui: Callable[..., UiPage],
 ) -> None:
     # Given: a customer synced to a desktop that asks about conflicts
-    (customer_id,) = central.seed_customers(1, prefix="Nora Larsen")
+    (customer_id,) = remote_server.seed_customers(1, prefix="Nora Larsen")
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False, auto_sync=False, conflict_policy="manual")
-    run = desktop(home, **remote_env(redis_db, central))
+    run = desktop(home, **remote_env(redis_db, remote_server))
     ui = open_ui(run)
     assert wait_run(run, ui.sync_customers(), timeout=60)["pulled"] == 1
     # ... deleted here by the host app, while the office writes a 10,000-character note on the server
@@ -252,9 +200,9 @@ def test_a_deletion_here_against_a_10000_character_note_there_names_both_choices
     conn.commit()
     conn.close()
     note = ("Measured the alcove twice; wants walnut, not oak. " * 200)[:10_000]
-    theirs = {k: v for k, v in central.get("customers", customer_id).items() if k != "version"}
-    theirs.update(notes=note, base_version=central.get("customers", customer_id)["version"])
-    assert central.http.post("/customers", json=theirs).status_code == 200
+    theirs = {k: v for k, v in remote_server.get("customers", customer_id).items() if k != "version"}
+    theirs.update(notes=note, base_version=remote_server.get("customers", customer_id)["version"])
+    assert remote_server.http.post("/customers", json=theirs).status_code == 200
     assert wait_run(run, ui.sync_customers(), timeout=60)["status"] == "conflicts"
     # When: the user opens the conflict
     page = ui.page
@@ -283,19 +231,19 @@ def test_a_deletion_here_against_a_10000_character_note_there_names_both_choices
 
 
 def test_settings_survive_a_restart_and_the_api_key_is_only_ever_shown_masked(
-    tmp_path: Path, redis_db: RedisDB, central: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
+    tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
     open_ui: Callable[..., UiPage],
 ) -> None:
     # Given: a first launch (demo server, no remote configured), where the user enters the
     # remote server and its key, and changes every sync preference
     home = tmp_path / "home"
-    key = central.key
+    key = remote_server.key
     first = desktop(home, REDIS_URL=redis_db.url)
     ui = open_ui(first)
     ui.tab("settings")
     page = ui.page
     page.wait_for_function("() => document.querySelector('#settings-interval').value === '30'")
-    page.fill("#settings-remote-url", central.url)
+    page.fill("#settings-remote-url", remote_server.url)
     page.fill("#settings-api-key", key)
     page.select_option("#settings-interval", "60")
     page.uncheck("#settings-auto-sync")
@@ -328,7 +276,7 @@ def test_settings_survive_a_restart_and_the_api_key_is_only_ever_shown_masked(
                 default_direction: v('default_direction').value, conflict_policy: v('conflict_policy').value};
     }""")
     assert form == {
-        "remote_url": central.url, "api_key": "", "api_key_placeholder": "••••••" + key[-4:], "auto_sync": False,
+        "remote_url": remote_server.url, "api_key": "", "api_key_placeholder": "••••••" + key[-4:], "auto_sync": False,
         "interval_minutes": "60", "sync_on_launch": False, "default_direction": "push", "conflict_policy": "local",
     }
     # ... the saved server and key are the ones in use: the indicator says online
@@ -350,20 +298,20 @@ def test_settings_survive_a_restart_and_the_api_key_is_only_ever_shown_masked(
 
 
 def test_the_indicator_goes_offline_when_the_server_stops_then_online_again_and_the_pending_change_is_pushed(
-    tmp_path: Path, redis_db: RedisDB, central: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
+    tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer, desktop: Callable[..., DesktopRun],  # noqa: F811
     open_ui: Callable[..., UiPage],
 ) -> None:
     # Given: a desktop online with its server
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False)
-    run = desktop(home, **remote_env(redis_db, central))
+    run = desktop(home, **remote_env(redis_db, remote_server))
     ui = open_ui(run)
     page = ui.page
     ui.wait_for(lambda: ui.state() == "online", timeout=30, what="the indicator to say online")
     assert ui.text("#pending-count") == "0"
 
     # When: the server stops
-    central.stop()
+    remote_server.stop()
     stopped = time.monotonic()
 
     # Then: within 30 s (the monitor checks every 10 s) the indicator says offline
@@ -384,7 +332,7 @@ def test_the_indicator_goes_offline_when_the_server_stops_then_online_again_and_
     assert ui.state() == "offline"
 
     # When: the server comes back on the same port with the same database
-    central.start()
+    remote_server.start()
     back = time.monotonic()
 
     # Then: the indicator says online again, and the new customer reaches the server without
@@ -392,7 +340,7 @@ def test_the_indicator_goes_offline_when_the_server_stops_then_online_again_and_
     ui.wait_for(lambda: ui.state() in ("online", "syncing"), timeout=30, what="the indicator to say online again")
 
     def pushed() -> dict[str, Any] | None:
-        return next((r for r in central.live("customers").values() if r["name"] == name), None)
+        return next((r for r in remote_server.live("customers").values() if r["name"] == name), None)
 
     record = wait_until(pushed, timeout=45, interval=0.5, what="the offline customer to reach the server")
     print(f"pushed {time.monotonic() - back:.1f} s after the server came back")
@@ -404,18 +352,18 @@ def test_the_indicator_goes_offline_when_the_server_stops_then_online_again_and_
 
 
 def test_a_desktop_follows_only_its_own_syncs_when_another_desktop_shares_the_redis_server(
-    tmp_path: Path, redis_db: RedisDB, second_redis_db: RedisDB, central: RemoteServer,  # noqa: F811
+    tmp_path: Path, redis_db: RedisDB, second_redis_db: RedisDB, remote_server: RemoteServer,  # noqa: F811
     desktop: Callable[..., DesktopRun], open_ui: Callable[..., UiPage],
 ) -> None:
     # Given: two desktops whose REDIS_URL points at the same Redis server, each with a
     # database number of its own (their queues, locks and workers are separate), and the
     # second one's window open
-    central.seed_customers(50)
+    remote_server.seed_customers(50)
     homes = tmp_path / "a", tmp_path / "b"
     for home in homes:
         write_preferences(home, sync_on_launch=False, auto_sync=False)
-    a = desktop(homes[0], **remote_env(redis_db, central))
-    b = desktop(homes[1], **{**remote_env(redis_db, central), "REDIS_URL": second_redis_db.url})
+    a = desktop(homes[0], **remote_env(redis_db, remote_server))
+    b = desktop(homes[1], **{**remote_env(redis_db, remote_server), "REDIS_URL": second_redis_db.url})
     ui_b = open_ui(b)
     ui_b.wait_for(lambda: ui_b.state() == "online", timeout=30, what="desktop B to be online")
     ui_b.page.evaluate("""() => {

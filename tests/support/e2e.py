@@ -109,6 +109,11 @@ def user_env(home: Path, **variables: str) -> dict[str, str]:
     return env
 
 
+def remote_env(redis_db: RedisDB, server: RemoteServer) -> dict[str, str]:
+    """The variables that point a desktop at ``redis_db`` and ``server`` (its URL and key)."""
+    return {"REDIS_URL": redis_db.url, "REMOTE_API_URL": server.url, "REMOTE_API_KEY": server.key}
+
+
 def write_preferences(home: Path, **prefs: Any) -> None:
     """Preferences as the UI saves them (``settings.json`` in the user data dir)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -527,6 +532,7 @@ __all__ = [
     "require_chromium",
     "require_qtwebengine",
     "require_xvfb",
+    "remote_env",
     "run_env",
     "run_history",
     "stop_group",

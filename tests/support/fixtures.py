@@ -6,19 +6,25 @@ A test names what it needs and gets it; nothing here is autouse.
 - ``central``, ``device``: a ``craftsync server`` process and a desktop's processes around a
   host database (``tests.support.worker``).
 - ``chromium``, ``display``: a browser and an X display for the UI (``tests.support.e2e``).
+- ``remote_server``, ``second_redis_db``, ``desktop``, ``open_ui``: the end-to-end tests'
+  reference server subprocess, a second desktop's Redis database, ``craftsync run --browser``
+  and Chromium pages on it (below).
 - ``reference_app``, ``reference_url``, ``ui``, ``page``, ``here``, ``other``: the UI server
   of a session (``tests.support.ui.make_ui``) and the reference server it syncs with (below).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 
 from tests.support.e2e import chromium, display  # noqa: F401  (registered here)
+from tests.support.e2e import DesktopRun, RemoteServer, UiPage, another_redis_db, run_env
 from tests.support.sync import Device, central_app
 from tests.support.ui import Page, Ui, make_ui, serve
 from tests.support.worker import RedisDB, central, device, events, private_redis, redis_db  # noqa: F401  (registered here)
@@ -65,3 +71,53 @@ def other(tmp_path: Path, reference_app: Flask) -> Iterator[Device]:
     device = Device(tmp_path / "other.db", reference_app)
     yield device
     device.close()
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def remote_server(tmp_path: Path) -> Iterator[RemoteServer]:
+    """The reference server as a subprocess, on a port and database that survive a restart."""
+    server = RemoteServer(tmp_path, key=f"e2e-{secrets.token_hex(12)}")
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def second_redis_db() -> Iterator[RedisDB]:
+    """Another database number on the same Redis server, for a second desktop."""
+    with another_redis_db() as db:
+        yield db
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[Callable[..., DesktopRun]]:
+    """Start ``craftsync run --browser`` in a home of the test's; every run is stopped at teardown."""
+    runs: list[DesktopRun] = []
+
+    def start(home: Path, **variables: str) -> DesktopRun:
+        run = DesktopRun(home, run_env(home, **variables), log=home.parent / f"run-{len(runs)}.log")
+        runs.append(run)
+        return run.start()
+
+    yield start
+    for run in runs:
+        run.stop()
+
+
+@pytest.fixture
+def open_ui(chromium: Any) -> Iterator[Callable[..., UiPage]]:  # noqa: F811
+    """Open Chromium pages on a desktop run; each is closed at teardown."""
+    pages: list[UiPage] = []
+
+    def open_page(run: DesktopRun, **options: Any) -> UiPage:
+        page = UiPage(chromium, run, **options)
+        pages.append(page)
+        return page.open()
+
+    yield open_page
+    for page in pages:
+        page.close()
