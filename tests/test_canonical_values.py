@@ -21,7 +21,8 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 
 from tests.support.api import make_app
-from tests.support.sync import Device, central_rows, remote_for
+from tests.support.device import Device
+from tests.support.sync import central_rows, remote_for
 from craftsync.worker.conflicts import open_conflicts, resolve
 
 
@@ -34,7 +35,7 @@ def central(database_url: str) -> Iterator[Flask]:
 
 @pytest.fixture
 def device(tmp_path: Path, central: Flask) -> Iterator[Device]:
-    one = Device(tmp_path / "device.db", central)
+    one = Device.in_process(tmp_path / "device.db", central)
     yield one
     one.close()
 
@@ -159,7 +160,7 @@ def test_a_record_pulled_by_another_device_is_held_exactly_as_the_server_holds_i
     )
     device.sync_all()
     # When a second device pulls it
-    other = Device(tmp_path / "other.db", central)
+    other = Device.in_process(tmp_path / "other.db", central)
     other.sync_all()
     # Then the second device holds the server's values, as does the first
     pulled = held_alike(other, database_url, "quotes", quote["id"])
@@ -219,7 +220,7 @@ def test_a_local_edit_merged_with_a_remote_one_is_held_in_the_servers_form(
     # Given an order on two devices
     (order,) = device.sql("INSERT INTO orders (order_number, total_amount) VALUES ('O-3', '10') RETURNING id")
     device.sync_all()
-    other = Device(tmp_path / "other.db", central)
+    other = Device.in_process(tmp_path / "other.db", central)
     other.sync_all()
     # When one device ships it, and the other, offline, changes its total and delivery time loosely
     device.sql("UPDATE orders SET status = 'shipped' WHERE id = ?", order["id"])
@@ -242,7 +243,7 @@ def test_a_conflict_settled_with_the_local_record_is_held_in_the_servers_form(
     # Given a quote changed on two devices to different totals, in conflict on one of them
     (quote,) = device.sql("INSERT INTO quotes (quote_number, total_amount) VALUES ('Q-4', '1.00') RETURNING id")
     device.sync_all()
-    other = Device(tmp_path / "other.db", central)
+    other = Device.in_process(tmp_path / "other.db", central)
     other.sync_all()
     other.sql("UPDATE quotes SET total_amount = '2' WHERE id = ?", quote["id"])
     other.sync("quotes")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.process import CRAFTSYNC, CRAFTSYNC_SCRIPT
-from tests.support.worker import Device, assert_identical
+from tests.support.device import Device, assert_identical
 from tests.support.process import wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
@@ -54,12 +54,12 @@ def test_an_import_with_wait_stores_every_row_on_both_sides_exactly_as_written(d
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     # And the local file holds every row exactly as written, an empty cell as NULL
-    stored = {row["name"]: dict(row) for row in device.db.sql("SELECT name, email, city, notes FROM customers")}
+    stored = {row["name"]: dict(row) for row in device.sql("SELECT name, email, city, notes FROM customers")}
     assert len(stored) == ROWS
     for name, email, city, notes in shop_rows(ROWS):
         assert stored[name] == {"name": name, "email": email, "city": city or None, "notes": notes}, name
     # And the server holds the same rows, field by field, with nothing pending
-    assert_identical(device.db, device.central, "customers", count=ROWS)
+    assert_identical(device, "customers", count=ROWS)
     # And each record was created once on the server
     versions, _, counter = device.central.bookkeeping("customers")
     assert set(versions.values()) == {1} and counter == ROWS
@@ -77,8 +77,8 @@ def test_an_import_without_wait_says_what_it_queued_and_the_workers_push_it(devi
     assert line.startswith(f"queued: {ROWS} customers in 3 chunks (") and line.endswith(")"), line
     # And the workers push every row
     wait_until(lambda: len(device.central.stored("customers")) == ROWS, timeout=60, what="the import to reach the server")
-    wait_until(lambda: device.db.not_synced() == [], timeout=30, what="the import to be stored locally")
-    assert_identical(device.db, device.central, "customers", count=ROWS)
+    wait_until(lambda: device.not_synced() == [], timeout=30, what="the import to be stored locally")
+    assert_identical(device, "customers", count=ROWS)
 
 
 def test_a_row_the_server_refuses_is_kept_locally_with_its_reason_and_status_counts_it(
@@ -92,7 +92,7 @@ def test_a_row_the_server_refuses_is_kept_locally_with_its_reason_and_status_cou
     # Then the good row is on both sides and the refused one is quarantined locally with its reason
     assert result.returncode == 0, result.stderr
     assert [r["name"] for r in device.central.stored("customers").values()] == ["Ann"]
-    refused = device.db.sql("SELECT c.email, m.sync_status, m.reason FROM customers c "
+    refused = device.sql("SELECT c.email, m.sync_status, m.reason FROM customers c "
                             "JOIN sync_metadata m ON m.entity = 'customers' AND m.record_id = c.id WHERE c.name IS NULL")
     assert [(r["email"], r["sync_status"]) for r in refused] == [("nobody@example.com", "rejected")]
     assert "name" in refused[0]["reason"]
@@ -123,7 +123,7 @@ def test_a_file_that_cannot_be_imported_is_one_line_and_exit_1_and_queues_nothin
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("craftsync: ") and words in line, line
     assert device.redis.client.keys("dramatiq:*import*") == []
-    assert device.db.sql("SELECT count(*) FROM customers")[0][0] == 0
+    assert device.sql("SELECT count(*) FROM customers")[0][0] == 0
 
 
 def test_a_missing_file_is_one_line_and_exit_1(device: Device, tmp_path: Path) -> None:

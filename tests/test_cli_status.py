@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from tests.support.process import CRAFTSYNC, CRAFTSYNC_SCRIPT, free_port
-from tests.support.worker import Device
+from tests.support.device import Device
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 
@@ -44,10 +44,10 @@ def test_a_new_desktop_online_has_nothing_pending_and_never_synced(device: Devic
 
 def test_pending_changes_and_the_last_run_are_shown(device: Device) -> None:
     # Given two customers the host app added, synced, and then a third one not yet synced
-    device.db.sql("INSERT INTO customers (name) VALUES ('Ann')")
-    device.db.sql("INSERT INTO customers (name) VALUES ('Bob')")
+    device.sql("INSERT INTO customers (name) VALUES ('Ann')")
+    device.sql("INSERT INTO customers (name) VALUES ('Bob')")
     assert device.cli("sync", "customers", "--inline").returncode == 0
-    device.db.sql("INSERT INTO customers (name) VALUES ('Cy')")
+    device.sql("INSERT INTO customers (name) VALUES ('Cy')")
     # When the user asks for the status
     _, lines = status(device)
     # Then customers show one pending change and a completed last run; the others never synced
@@ -63,13 +63,13 @@ def test_pending_changes_and_the_last_run_are_shown(device: Device) -> None:
 
 def test_an_open_conflict_is_counted(device: Device) -> None:
     # Given a customer changed on both sides and synced under the manual policy
-    device.db.sql("INSERT INTO customers (name) VALUES ('Ann')")
+    device.sql("INSERT INTO customers (name) VALUES ('Ann')")
     assert device.cli("sync", "customers", "--inline").returncode == 0
-    (record_id,) = device.db.live("customers")
+    (record_id,) = device.live("customers")
     version = device.central.get("customers", record_id)["version"]
     pushed = device.central.push("customers", [{"id": record_id, "name": "Ann (server)", "base_version": version}])
     assert pushed[0]["status"] == "updated", pushed
-    device.db.sql("UPDATE customers SET name = 'Ann (here)' WHERE id = ?", record_id)
+    device.sql("UPDATE customers SET name = 'Ann (here)' WHERE id = ?", record_id)
     assert device.cli("sync", "customers", "--inline", "--conflicts", "manual").returncode == 3
     # When the user asks for the status
     _, lines = status(device)

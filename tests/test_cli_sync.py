@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.device import Device, assert_identical
 from tests.support.worker import (
     CRAFTSYNC,
     Central,
-    Device,
     RedisDB,
-    assert_identical,
     clean_env,
     free_port,
 )
@@ -35,7 +34,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def device(tmp_path: Path, private_redis: RedisDB, central: Central) -> Iterator[Device]:
-    one = Device(tmp_path, private_redis, central)
+    one = Device.with_workers(tmp_path, central, private_redis)
     yield one
     one.close()
 
@@ -63,16 +62,15 @@ def closed_api_url() -> str:
 def same_field_conflict(device: Device) -> str:
     """A customer synced with --inline whose phone then changes differently on the server
     (another device's push, with the right base_version) and locally (the host app's SQL)."""
-    db = device.db
-    db.sql("INSERT INTO customers (name, phone) VALUES ('Ann Archer', '0100')")
-    record_id = db.sql("SELECT id FROM customers WHERE phone = '0100'")[0]["id"]
+    device.sql("INSERT INTO customers (name, phone) VALUES ('Ann Archer', '0100')")
+    record_id = device.sql("SELECT id FROM customers WHERE phone = '0100'")[0]["id"]
     assert device.cli("sync", "customers", "--inline", env=device.env(REDIS_URL="")).returncode == 0
     remote = device.central.get("customers", record_id)
     response = device.central.http.post(
         "/customers", json={**{k: v for k, v in remote.items() if k != "version"}, "phone": "0200 server",
                             "base_version": remote["version"]})
     assert response.status_code == 200, response.text
-    db.sql("UPDATE customers SET phone = '0300 local' WHERE id = ?", record_id)
+    device.sql("UPDATE customers SET phone = '0300 local' WHERE id = ?", record_id)
     return record_id
 
 
@@ -81,7 +79,7 @@ def same_field_conflict(device: Device) -> str:
 
 def test_sync_wait_exits_0_on_success_and_json_prints_one_object(device: Device) -> None:
     # Given local changes of each entity and a running worker
-    device.db.sql("INSERT INTO customers (name) VALUES ('Ann Archer'), ('Bob Baker')")
+    device.sql("INSERT INTO customers (name) VALUES ('Ann Archer'), ('Bob Baker')")
     device.start_worker()
     # When everything is synced with --wait --json
     result = device.cli("sync", "--wait", "--json")
@@ -92,7 +90,7 @@ def test_sync_wait_exits_0_on_success_and_json_prints_one_object(device: Device)
     assert [(r["entity"], r["type"]) for r in data["runs"]] == [
         ("customers", "completed"), ("quotes", "completed"), ("orders", "completed")]
     assert data["runs"][0]["pushed"] == 2
-    assert_identical(device.db, device.central, "customers", count=2)
+    assert_identical(device, "customers", count=2)
     # And without --json it still exits 0, showing progress on stderr only
     plain = device.cli("sync", "customers", "--wait")
     assert (plain.returncode, plain.stdout) == (0, ""), plain.stderr
@@ -101,7 +99,7 @@ def test_sync_wait_exits_0_on_success_and_json_prints_one_object(device: Device)
 
 def test_sync_wait_exits_1_when_the_sync_fails(device: Device) -> None:
     # Given a worker whose remote API is down (nothing listens on its port)
-    device.db.sql("INSERT INTO customers (name) VALUES ('Ann Archer')")
+    device.sql("INSERT INTO customers (name) VALUES ('Ann Archer')")
     device.start_worker(REMOTE_API_URL=closed_api_url())
     # When a sync is run with --wait
     result = device.cli("sync", "customers", "--wait", "--json")
@@ -111,7 +109,7 @@ def test_sync_wait_exits_1_when_the_sync_fails(device: Device) -> None:
     assert data["status"] == "failed"
     assert data["runs"][0]["type"] == "failed" and data["runs"][0]["error"].startswith("Nothing answers at "), data
     assert "Errno" not in data["runs"][0]["error"], data
-    assert device.db.sql("SELECT status FROM sync_runs")[0]["status"] == "failed"
+    assert device.sql("SELECT status FROM sync_runs")[0]["status"] == "failed"
 
 
 def test_sync_wait_exits_3_on_open_conflicts_and_0_once_they_are_settled(device: Device) -> None:
@@ -136,7 +134,7 @@ def test_sync_wait_exits_3_on_open_conflicts_and_0_once_they_are_settled(device:
     assert again.returncode == 0, again.stderr
     assert device.central.get("customers", record_id)["phone"] == "0300 local"
     assert json.loads(device.cli("conflicts", "list", "--json").stdout) == []
-    assert_identical(device.db, device.central, "customers", count=1)
+    assert_identical(device, "customers", count=1)
 
 
 def test_sync_wait_follows_only_the_run_it_requested(device: Device) -> None:
@@ -169,7 +167,7 @@ def test_sync_wait_follows_only_the_run_it_requested(device: Device) -> None:
 def test_inline_gives_the_same_exit_codes_without_redis(device: Device) -> None:
     no_redis = device.env(REDIS_URL="")
     # Given local changes: an inline sync exits 0, with one JSON object
-    device.db.sql("INSERT INTO customers (name) VALUES ('Ann Archer')")
+    device.sql("INSERT INTO customers (name) VALUES ('Ann Archer')")
     ok = device.cli("sync", "--inline", "--json", env=no_redis)
     assert ok.returncode == 0, ok.stderr
     data = summary(ok)
@@ -177,7 +175,7 @@ def test_inline_gives_the_same_exit_codes_without_redis(device: Device) -> None:
     assert [(r["entity"], r["status"]) for r in data["runs"]] == [
         ("customers", "completed"), ("quotes", "completed"), ("orders", "completed")]
     # Given the remote API down: it exits 1
-    device.db.sql("INSERT INTO customers (name) VALUES ('Bob Baker')")
+    device.sql("INSERT INTO customers (name) VALUES ('Bob Baker')")
     down = device.cli("sync", "customers", "--inline", "--json",
                       env=device.env(REDIS_URL="", REMOTE_API_URL=closed_api_url()))
     assert down.returncode == 1, down.stderr
@@ -239,7 +237,7 @@ def test_the_cli_follows_the_conflict_policy_saved_in_the_app_and_exits_3_while_
     # Then the saved policy holds: the conflict stays open (exit 3) and the local edit is kept
     assert result.returncode == 3, result.stderr
     assert summary(result)["status"] == "conflicts"
-    assert device.db.sql("SELECT phone FROM customers WHERE id = ?", record_id)[0]["phone"] == "0300 local"
+    assert device.sql("SELECT phone FROM customers WHERE id = ?", record_id)[0]["phone"] == "0300 local"
     assert device.central.get("customers", record_id)["phone"] == "0200 server"
 
 
@@ -252,13 +250,13 @@ def test_a_conflicts_flag_overrides_the_policy_saved_in_the_app(device: Device) 
                         env=device.env(REDIS_URL=""))
     # Then the flag wins: the server's value is taken and nothing is left open
     assert forced.returncode == 0, forced.stderr
-    assert device.db.sql("SELECT phone FROM customers WHERE id = ?", record_id)[0]["phone"] == "0200 server"
+    assert device.sql("SELECT phone FROM customers WHERE id = ?", record_id)[0]["phone"] == "0200 server"
 
 
 def test_the_cli_follows_the_direction_saved_in_the_app(device: Device) -> None:
     # Given "Pull" as the app's default direction and a local change
     PreferenceStore(device.home).update({"default_direction": "pull"})
-    device.db.sql("INSERT INTO customers (name) VALUES ('Cleo Cole')")
+    device.sql("INSERT INTO customers (name) VALUES ('Cleo Cole')")
     # When the user syncs without --direction: the change stays local, pending
     result = device.cli("sync", "customers", "--inline", "--json", env=device.env(REDIS_URL=""))
     assert result.returncode == 0, result.stderr
@@ -270,7 +268,7 @@ def test_the_cli_syncs_with_the_address_and_key_saved_in_the_app(device: Device)
     # Given the server's address and key saved in the app (not in the environment)
     PreferenceStore(device.home).update({"remote_url": device.central.url, "api_key_url": device.central.url})
     PreferenceStore(device.home).set_api_key(device.central.key)
-    device.db.sql("INSERT INTO customers (name) VALUES ('Dora Dumont')")
+    device.sql("INSERT INTO customers (name) VALUES ('Dora Dumont')")
     env = device.env(REDIS_URL="", REMOTE_API_URL="", REMOTE_API_KEY="",
                      PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     # When the user syncs from the command line

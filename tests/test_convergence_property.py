@@ -71,7 +71,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from craftsync.contract.records import data_fields
-from tests.support.sync import Device, central_app, remote_for, server_live
+from tests.support.device import Device
+from tests.support.sync import central_app, remote_for, server_live
 from craftsync.worker.conflicts import CHOICES, open_conflicts, resolve
 from craftsync.worker.engine import DIRECTIONS
 from craftsync.worker.merge import POLICIES
@@ -230,7 +231,7 @@ class SyncMachine(RuleBasedStateMachine):
         gc.freeze()
         self.tmp = Path(tempfile.mkdtemp(prefix="craftsync-property-"))
         self.app = central_app(self.tmp)
-        self.devices = {name: Device(self.tmp / f"{name.lower()}.db", self.app) for name in DEVICES}
+        self.devices = {name: Device.in_process(self.tmp / f"{name.lower()}.db", self.app) for name in DEVICES}
         self.client = remote_for(self.app)
         # -- the model --
         self.order: dict[str, list[str]] = {e: [] for e in ENTITIES}  # ids in insertion order
@@ -770,7 +771,7 @@ def test_two_devices_and_the_server_converge_whatever_they_do() -> None:
 
 def _devices(tmp_path: Path) -> tuple[Any, Device, Device]:
     app = central_app(tmp_path)
-    return app, Device(tmp_path / "a.db", app), Device(tmp_path / "b.db", app)
+    return app, Device.in_process(tmp_path / "a.db", app), Device.in_process(tmp_path / "b.db", app)
 
 
 def test_bug_a_quote_pushed_before_its_customer_never_syncs_after_a_full_sync(tmp_path: Path) -> None:

@@ -19,10 +19,9 @@ import time
 
 import pytest
 
+from tests.support.device import Device, assert_identical
 from tests.support.worker import (
-    Device,
     EventLog,
-    assert_identical,
     customers_for_server,
     queue_broker,
 )
@@ -51,7 +50,7 @@ def test_worker_killed_mid_sync_loses_and_duplicates_nothing(
     where = f"(seed {SEED}: kill {delay:.2f} s after {after} records)"
     # Given 20,000 customers on one side only: the host app's table, or the server
     if direction == "push":
-        device.db.insert_customers(RECORDS)
+        device.insert_customers(RECORDS)
     else:
         device.central.push("customers", customers_for_server(RECORDS))
     doomed = device.start_worker()
@@ -64,7 +63,7 @@ def test_worker_killed_mid_sync_loses_and_duplicates_nothing(
     last = events.of({crashed})[-1]
     print(f"{direction}: killed after {last['type']} {last['done']}/{RECORDS} {where}")
     # Then the kill landed mid-run: the run never finished, short of all the records
-    killed = device.db.run(crashed)
+    killed = device.run(crashed)
     assert killed is not None and killed["status"] == "running", f"{killed} {where}"
     assert last["type"] in ("started", "progress") and last["done"] < RECORDS, f"{last} {where}"
     # And a new worker runs one more sync
@@ -75,13 +74,13 @@ def test_worker_killed_mid_sync_loses_and_duplicates_nothing(
     # Then that sync succeeds
     assert (final["type"], final["error"]) == ("completed", None), where
     # And both sides hold exactly the 20,000 records, each tracked once, nothing pending
-    assert_identical(device.db, device.central, "customers", count=RECORDS)
+    assert_identical(device, "customers", count=RECORDS)
     # And nothing was sent twice: one change per record on the server, the version the device knows
     versions, feed, counter = device.central.bookkeeping("customers")
     bumped = {i: v for i, v in versions.items() if v != 1}
     assert not bumped, f"{len(bumped)} records changed more than once, e.g. {next(iter(bumped.items()))} {where}"
     assert (len(feed), len(set(feed)), counter) == (RECORDS, RECORDS, RECORDS), f"change feed {where}"
-    assert device.db.known_versions("customers") == versions, f"the device's known versions {where}"
+    assert device.known_versions("customers") == versions, f"the device's known versions {where}"
 
 
 def request(device: Device, direction: str) -> str:

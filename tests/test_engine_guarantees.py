@@ -21,7 +21,8 @@ import waitress
 from flask import Flask
 
 from tests.support.api import API_KEY, new_id
-from tests.support.sync import Device, central_app, remote_for, server_live
+from tests.support.device import Device
+from tests.support.sync import central_app, remote_for, server_live
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncOptions
 from craftsync.worker.remote import RemoteClient, RemoteSettings
@@ -35,7 +36,7 @@ def app(tmp_path: Path) -> Flask:
 
 @pytest.fixture
 def devices(tmp_path: Path, app: Flask) -> Iterator[tuple[Device, Device]]:
-    a, b = Device(tmp_path / "a.db", app), Device(tmp_path / "b.db", app)
+    a, b = Device.in_process(tmp_path / "a.db", app), Device.in_process(tmp_path / "b.db", app)
     yield a, b
     a.close()
     b.close()
@@ -114,7 +115,7 @@ def test_an_existing_host_database_keeps_its_rows_and_pushes_them(tmp_path: Path
     legacy.commit()
     legacy.close()
     # When CraftSync opens it and syncs
-    device = Device(path, app)
+    device = Device.in_process(path, app)
     result = device.sync("customers")
     # Then every row is kept (with the host's own column), and all were pushed
     assert result.pushed == 5
@@ -134,7 +135,7 @@ def test_push_goes_in_batches_and_pull_resumes_from_its_cursor(tmp_path: Path, a
         calls.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
         return app(environ, start_response)
 
-    a = Device(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", app)
     a.engine.remote = remote_for(counting)  # type: ignore[arg-type]
     a.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250) "
           "INSERT INTO customers (name) SELECT 'c' || i FROM n")
@@ -144,7 +145,7 @@ def test_push_goes_in_batches_and_pull_resumes_from_its_cursor(tmp_path: Path, a
     assert calls.count("POST /api/customers") == 3
 
     # Given device B pulling in pages of 100, that stops after its first page
-    b = Device(tmp_path / "b.db", app)
+    b = Device.in_process(tmp_path / "b.db", app)
     page = b.engine.remote.pull("customers", since="0", limit=100)
     b.store.conn.execute("INSERT INTO sync_cursors VALUES ('customers', ?, 'x')", (page.next_cursor,))
     # When it syncs again
@@ -276,7 +277,7 @@ def test_a_push_whose_answer_was_lost_is_resent_without_duplicates(tmp_path: Pat
             return [b"lost"]  # ...and its answer never arrives
         return app(environ, start_response)
 
-    a = Device(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", app)
     settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=1)
     a.engine.remote = RemoteClient(settings, transport=httpx.WSGITransport(app=lossy))
     for n in range(30):
@@ -295,11 +296,11 @@ def test_a_push_whose_answer_was_lost_is_resent_without_duplicates(tmp_path: Pat
 
 def test_a_pull_interrupted_mid_way_resumes_without_loss_or_duplicates(tmp_path: Path, app: Flask) -> None:
     # Given 1,200 customers on the server and a device whose store fails while applying page 3
-    a = Device(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", app)
     for n in range(1200):
         a.sql("INSERT INTO customers (name) VALUES (?)", f"c{n}")
     a.sync("customers")
-    b = Device(tmp_path / "b.db", app)
+    b = Device.in_process(tmp_path / "b.db", app)
     b.sql("CREATE TRIGGER boom BEFORE INSERT ON customers WHEN NEW.name = 'c1000' "
           "BEGIN SELECT RAISE(ABORT, 'disk gone'); END")
     failed = b.engine.sync("customers", SyncOptions(direction="pull", page_size=400))
@@ -411,7 +412,7 @@ def http_url(app: Flask) -> Iterator[str]:
 def test_two_devices_converge_over_real_http(tmp_path: Path, app: Flask, http_url: str) -> None:
     # Given two devices talking HTTP to a real server, each with offline work
     def device(name: str) -> Device:
-        d = Device(tmp_path / f"{name}.db", app)
+        d = Device.in_process(tmp_path / f"{name}.db", app)
         d.engine.remote = RemoteClient(RemoteSettings(base_url=http_url, api_key=API_KEY))
         return d
 
@@ -450,11 +451,11 @@ def test_store_can_be_opened_by_several_connections_at_once(tmp_path: Path) -> N
 
 def test_pull_progress_counts_every_record_up_to_the_total(tmp_path: Path, app: Flask) -> None:
     # Given 1,200 customers on the server and a new device pulling in pages of 500
-    a = Device(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", app)
     a.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) "
           "INSERT INTO customers (name) SELECT 'c' || i FROM n")
     a.sync("customers")
-    b = Device(tmp_path / "b.db", app)
+    b = Device.in_process(tmp_path / "b.db", app)
     # When it pulls
     b.engine.sync("customers", SyncOptions(direction="pull", page_size=500))
     # Then the progress events count up page by page to the total announced by the first page

@@ -21,7 +21,8 @@ from craftsync.worker.broker import broker_errors, ping
 from craftsync.worker.engine import SyncOptions
 from craftsync.worker.errors import BrokerUnavailable, LocalStoreError
 from craftsync.worker.store import LocalStore, migrate
-from tests.support.sync import Device, central_app
+from tests.support.device import Device
+from tests.support.sync import central_app
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The modules that may run SQL on the local file: the store's own.
@@ -35,7 +36,7 @@ def app(tmp_path: Path) -> Flask:
 
 @pytest.fixture
 def devices(tmp_path: Path, app: Flask) -> Iterator[tuple[Device, Device]]:
-    a, b = Device(tmp_path / "a.db", app), Device(tmp_path / "b.db", app)
+    a, b = Device.in_process(tmp_path / "a.db", app), Device.in_process(tmp_path / "b.db", app)
     yield a, b
     a.close()
     b.close()

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.support.sync import Device, server_live
+from tests.support.device import Device
+from tests.support.sync import server_live
 from tests.support.ui import Page, Ui, json_of, manual_conflict
 
 

@@ -12,7 +12,7 @@ import time
 
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from tests.support.api import API_KEY
-from tests.support.sync import Device
+from tests.support.device import Device
 from tests.support.ui import Page, Ui, free_port, json_of
 
 

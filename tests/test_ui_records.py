@@ -17,7 +17,8 @@ import pytest
 from flask import Flask
 
 from craftsync.shell.ui_server import CSP
-from tests.support.sync import Device, server_live
+from tests.support.device import Device
+from tests.support.sync import server_live
 from tests.support.ui import Page, Ui
 
 pytestmark = pytest.mark.redis

@@ -25,7 +25,7 @@ from craftsync.shell.records_api import editable
 from craftsync.worker.queue import request_sync
 from tests.support.api import API_KEY
 from tests.support.process import RedisDB
-from tests.support.sync import Device
+from tests.support.device import Device
 from tests.support.ui import SECRET, Page, Ui, json_of, serve
 from tests.support.worker import EventLog, clean_env, start_worker
 from tests.support.process import wait_until

@@ -14,7 +14,7 @@ from pathlib import Path
 from craftsync.worker.queue import entity_lock
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from tests.support.api import API_KEY
-from tests.support.sync import Device
+from tests.support.device import Device
 from tests.support.ui import USER_KEY, Page, Ui, free_port, json_of, make_ui, manual_conflict
 from tests.support.worker import redis_server
 

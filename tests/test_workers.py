@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.device import Device, assert_identical
 from tests.support.worker import (
-    Device,
     EventLog,
     Service,
-    assert_identical,
     queue_broker,
 )
 from tests.support.process import wait_until
@@ -46,7 +45,7 @@ def of_run(log: EventLog, run_id: str) -> list[dict[str, Any]]:
 def push_under_way(device: Device, events: EventLog) -> tuple[Service, str]:
     """A worker and the push of 20,000 customers (inserted by the host app) it has begun: the
     worker and the run id, once the run's first progress event has arrived."""
-    device.db.insert_customers(20_000)
+    device.insert_customers(20_000)
     worker = device.start_worker()
     run_id = request(device, ["customers"], direction="push")
     events.wait_for(lambda e: e["run_id"] == run_id and e["type"] == "progress" and e["done"] > 0,
@@ -56,7 +55,7 @@ def push_under_way(device: Device, events: EventLog) -> tuple[Service, str]:
 
 def test_push_publishes_started_progress_completed_with_growing_counts(device: Device, events: EventLog) -> None:
     # Given 3,000 customers the host app inserted offline, and a worker
-    device.db.insert_customers(3000)
+    device.insert_customers(3000)
     device.start_worker()
     # When a push of customers is requested
     run_id = request(device, ["customers"], direction="push")
@@ -72,16 +71,16 @@ def test_push_publishes_started_progress_completed_with_growing_counts(device: D
     # And the last one counts every record
     assert (final["done"], final["total"], final["pushed"], final["error"]) == (3000, 3000, 3000, None)
     # And the run is in the local history as completed
-    runs = device.db.sql("SELECT status, pushed, pulled FROM sync_runs WHERE run_id = ?", run_id)
+    runs = device.sql("SELECT status, pushed, pulled FROM sync_runs WHERE run_id = ?", run_id)
     assert [tuple(r) for r in runs] == [("completed", 3000, 0)]
-    assert_identical(device.db, device.central, "customers", count=3000)
+    assert_identical(device, "customers", count=3000)
 
 
 def test_one_run_per_entity_across_two_workers_and_waiting_requests_coalesce(
     device: Device, events: EventLog
 ) -> None:
     # Given two worker processes and a long push of customers already running
-    device.db.insert_customers(10_000)
+    device.insert_customers(10_000)
     device.start_worker()
     device.start_worker()
     first = request(device, ["customers"])
@@ -96,11 +95,11 @@ def test_one_run_per_entity_across_two_workers_and_waiting_requests_coalesce(
     events.wait_for(ended(waiting), timeout=RUN_TIMEOUT_S, what="the waiting run to end")
     time.sleep(1.5)  # time enough for any extra run to show itself
     # And the waiting run started only after the first one had ended, and each ran once
-    runs = device.db.sql("SELECT run_id, status FROM sync_runs WHERE entity = 'customers' ORDER BY started_at")
+    runs = device.sql("SELECT run_id, status FROM sync_runs WHERE entity = 'customers' ORDER BY started_at")
     assert [tuple(r) for r in runs] == [(first, "completed"), (waiting, "completed")]
     seen = [(e["type"], e["run_id"]) for e in events.of({first, waiting}) if e["type"] != "progress"]
     assert seen == [("started", first), ("completed", first), ("started", waiting), ("completed", waiting)], seen
-    assert_identical(device.db, device.central, "customers", count=10_000)
+    assert_identical(device, "customers", count=10_000)
     # And a worker that found the entity busy waited its turn quietly: no error, no traceback
     for worker in device.workers:
         log = worker.log.read_text()
@@ -111,36 +110,36 @@ def test_sync_all_runs_customers_then_quotes_then_orders_so_references_resolve(
     device: Device, events: EventLog
 ) -> None:
     # Given an offline session: a new customer, a quote for them and an order from that quote
-    db = device.db
-    db.sql("INSERT INTO customers (name, email) VALUES ('Ann Archer', 'ann@example.com')")
-    customer_id = db.sql("SELECT id FROM customers")[0]["id"]
-    db.sql("INSERT INTO quotes (customer_id, project_name, total_amount) VALUES (?, 'Oak table', '1200.50')",
-           customer_id)
-    quote_id = db.sql("SELECT id FROM quotes")[0]["id"]
-    db.sql("INSERT INTO orders (quote_id, customer_id, total_amount) VALUES (?, ?, '1200.50')", quote_id, customer_id)
-    order_id = db.sql("SELECT id FROM orders")[0]["id"]
+    device.sql("INSERT INTO customers (name, email) VALUES ('Ann Archer', 'ann@example.com')")
+    customer_id = device.sql("SELECT id FROM customers")[0]["id"]
+    device.sql("INSERT INTO quotes (customer_id, project_name, total_amount) VALUES (?, 'Oak table', '1200.50')",
+               customer_id)
+    quote_id = device.sql("SELECT id FROM quotes")[0]["id"]
+    device.sql("INSERT INTO orders (quote_id, customer_id, total_amount) VALUES (?, ?, '1200.50')",
+               quote_id, customer_id)
+    order_id = device.sql("SELECT id FROM orders")[0]["id"]
     device.start_worker()
     # When "all" is requested
     first = request(device, ["customers", "quotes", "orders"])
 
     def ours(e: dict[str, Any]) -> bool:  # the chain's later run ids are the workers' to choose
         return e["entity"] == "orders" and e["type"] in ("completed", "failed") and bool(
-            db.sql("SELECT 1 FROM sync_runs WHERE run_id = ?", e["run_id"]))
+            device.sql("SELECT 1 FROM sync_runs WHERE run_id = ?", e["run_id"]))
 
     events.wait_for(ours, timeout=RUN_TIMEOUT_S, what="the orders run to end")
     # Then the runs went customers, then quotes, then orders, one after the other
-    run_ids = {r["run_id"] for r in db.runs()}
+    run_ids = {r["run_id"] for r in device.runs()}
     assert first in run_ids and len(run_ids) == 3
     seen = [(e["entity"], e["type"]) for e in events.of(run_ids) if e["type"] != "progress"]
     assert seen == [("customers", "started"), ("customers", "completed"), ("quotes", "started"),
                     ("quotes", "completed"), ("orders", "started"), ("orders", "completed")], seen
     # And the server accepted the quote and the order with their references
-    assert [tuple(r) for r in db.sql("SELECT entity, status, rejected FROM sync_runs ORDER BY started_at")] == [
+    assert [tuple(r) for r in device.sql("SELECT entity, status, rejected FROM sync_runs ORDER BY started_at")] == [
         ("customers", "completed", 0), ("quotes", "completed", 0), ("orders", "completed", 0)]
     assert device.central.get("quotes", quote_id)["customer_id"] == customer_id
     assert device.central.get("orders", order_id)["quote_id"] == quote_id
     for entity in ("customers", "quotes", "orders"):
-        assert_identical(db, device.central, entity, count=1)
+        assert_identical(device, entity, count=1)
 
 
 def test_killed_workers_entity_lock_lapses_within_its_ttl(device: Device, events: EventLog) -> None:
@@ -164,7 +163,7 @@ def test_killed_workers_entity_lock_lapses_within_its_ttl(device: Device, events
     final = events.wait_for(ended(retry), timeout=RUN_TIMEOUT_S, what="the new run to end")
     # And it completes the push: both sides hold the 20,000 customers, nothing left pending
     assert final["type"] == "completed", final
-    assert_identical(device.db, device.central, "customers", count=20_000)
+    assert_identical(device, "customers", count=20_000)
 
 
 def held_by_a_worker(device: Device, run_id: str) -> bool:
@@ -194,4 +193,4 @@ def test_request_waiting_behind_a_killed_run_is_not_stranded(device: Device, eve
                             what=f"run {again} to end (the waiting run was {waiting})")
     assert final["type"] == "completed", final
     assert time.monotonic() - killed_at < LOCK_TTL_S + 20
-    assert_identical(device.db, device.central, "customers", count=20_000)
+    assert_identical(device, "customers", count=20_000)

@@ -3,14 +3,15 @@
 A test names what it needs and gets it; nothing here is autouse.
 
 - ``redis_db``, ``private_redis``, ``events``: Redis (``tests.support.worker``).
-- ``central``, ``device``: a ``craftsync server`` process and a desktop's processes around a
-  host database (``tests.support.worker``).
+- ``central``: a ``craftsync server`` process (``tests.support.worker``); ``device``: a desktop
+  syncing with it through ``craftsync worker`` processes (``tests.support.device``, below).
 - ``chromium``, ``display``: a browser and an X display for the UI (``tests.support.e2e``).
 - ``remote_server``, ``second_redis_db``, ``desktop``, ``open_ui``: the end-to-end tests'
   reference server subprocess, a second desktop's Redis database, ``craftsync run --browser``
   and Chromium pages on it (below).
 - ``reference_app``, ``reference_url``, ``ui``, ``page``, ``here``, ``other``: the UI server
-  of a session (``tests.support.ui.make_ui``) and the reference server it syncs with (below).
+  of a session (``tests.support.ui.make_ui``), the reference server it syncs with, and desktops
+  syncing in-process (below).
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ from flask import Flask
 
 from tests.support.e2e import chromium, display  # noqa: F401  (registered here)
 from tests.support.e2e import DesktopRun, RemoteServer, UiPage, another_redis_db, run_env
-from tests.support.sync import Device, central_app
+from tests.support.device import Device
+from tests.support.sync import central_app
 from tests.support.ui import Page, Ui, make_ui, serve
-from tests.support.worker import RedisDB, central, device, events, private_redis, redis_db  # noqa: F401  (registered here)
+from tests.support.worker import Central, RedisDB, central, events, private_redis, redis_db  # noqa: F401  (registered here)
+
+
+@pytest.fixture
+def device(tmp_path: Path, redis_db: RedisDB, central: Central) -> Iterator[Device]:  # noqa: F811
+    """A desktop syncing with ``central`` through ``craftsync worker`` processes on the test's Redis database."""
+    one = Device.with_workers(tmp_path, central, redis_db)
+    yield one
+    one.close()
 
 
 @pytest.fixture
@@ -60,7 +70,7 @@ def page(ui: Ui) -> Page:
 @pytest.fixture
 def here(ui: Ui, reference_app: Flask) -> Iterator[Device]:
     """A sync engine on the UI's own database (as a worker process would run it)."""
-    device = Device(ui.database, reference_app)
+    device = Device.in_process(ui.database, reference_app)
     yield device
     device.close()
 
@@ -68,7 +78,7 @@ def here(ui: Ui, reference_app: Flask) -> Iterator[Device]:
 @pytest.fixture
 def other(tmp_path: Path, reference_app: Flask) -> Iterator[Device]:
     """Another desktop syncing with the same reference server."""
-    device = Device(tmp_path / "other.db", reference_app)
+    device = Device.in_process(tmp_path / "other.db", reference_app)
     yield device
     device.close()
 

@@ -1,15 +1,14 @@
-"""Devices and a central server for engine tests: real local stores, the real reference
-server in-process (``httpx.WSGITransport``), and plain-SQL writes as the host app makes them.
+"""The central side of engine tests: the real reference server in-process
+(``httpx.WSGITransport``) and raw reads of its database (the devices are
+``tests.support.device``).
 
-Reads for comparisons are raw on both sides: the local rows as SQLite stores them, the
-central rows as plain SQL on a connection of its own returns them. Nothing passes through
-the product's own normalising, so "identical" means the same stored values, field by field.
+Reads for comparisons are raw: the central rows as plain SQL on a connection of its own
+returns them. Nothing passes through the product's own normalising, so "identical" means the
+same stored values, field by field.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,65 +19,13 @@ from sqlalchemy import create_engine, text
 
 from craftsync.contract.records import data_fields
 from tests.support.api import API_KEY, make_app
-from craftsync.worker.engine import RunResult, SyncEngine, SyncOptions
 from craftsync.worker.remote import RemoteClient, RemoteSettings
-from craftsync.worker.store import LocalStore
 
 
 def remote_for(app: Flask) -> RemoteClient:
     """An API client that talks to ``app`` in-process, without sockets."""
     settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=2, max_backoff_s=0.1)
     return RemoteClient(settings, transport=httpx.WSGITransport(app=app))
-
-
-@dataclass
-class Device:
-    """One desktop: its SQLite file, a host-app connection of its own, and a sync engine."""
-
-    path: Path
-    app: Flask
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.store = LocalStore(self.path)
-        self.engine = SyncEngine(self.store, remote_for(self.app), progress=self.events.append)
-        self.host = sqlite3.connect(self.path, isolation_level=None)  # the host app's own connection
-        self.host.row_factory = sqlite3.Row
-
-    def sql(self, statement: str, *args: Any) -> list[sqlite3.Row]:
-        """Run SQL as the host app does: plain statements, autocommit."""
-        return self.host.execute(statement, args).fetchall()
-
-    def sync(self, entity: str, direction: str = "both", policy: str = "remote") -> RunResult:
-        return self.engine.sync(entity, SyncOptions(direction=direction, policy=policy))  # type: ignore[arg-type]
-
-    def sync_all(self, direction: str = "both", policy: str = "remote") -> list[RunResult]:
-        return [self.sync(e, direction, policy) for e in ("customers", "quotes", "orders")]
-
-    def live(self, entity: str) -> dict[str, dict[str, Any]]:
-        """Live records (not soft-deleted) exactly as stored, keyed by id."""
-        return local_rows(self.host, entity)
-
-    def rows(self, entity: str) -> dict[str, dict[str, Any]]:
-        """Every record, soft-deleted ones too, exactly as stored, keyed by id."""
-        return local_rows(self.host, entity, live_only=False)
-
-    def pending(self) -> int:
-        """Records whose local state is not agreed with the server (pending, conflict, rejected)."""
-        return int(self.sql("SELECT count(*) FROM sync_metadata WHERE sync_status != 'synced'")[0][0])
-
-    def close(self) -> None:
-        self.host.close()
-        self.store.close()
-        self.engine.remote.close()
-
-
-def local_rows(conn: sqlite3.Connection, entity: str, *, live_only: bool = True) -> dict[str, dict[str, Any]]:
-    """The entity's rows in a local SQLite file, its contract fields exactly as stored."""
-    where = " WHERE deleted_at IS NULL" if live_only else ""
-    cursor = conn.execute(f"SELECT {', '.join(data_fields(entity))} FROM {entity}{where}")
-    names = [column[0] for column in cursor.description]
-    return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
 def central_rows(database_url: str, entity: str, *, live_only: bool = True) -> dict[str, dict[str, Any]]:

@@ -41,7 +41,7 @@ from craftsync.worker.settings import Settings
 from craftsync.worker.store import LocalStore
 from tests.support.api import API_KEY
 from tests.support.process import free_port  # noqa: F401  (imported from here)
-from tests.support.sync import Device
+from tests.support.device import Device
 from tests.support.worker import heartbeats, wait_until
 
 #: The UI's port as far as the Host, Origin and cookie checks go (the test client needs no socket).

@@ -1,5 +1,6 @@
 """Real services for the queue, worker and CLI tests: a Redis database of the test's own,
-the reference server over HTTP, ``craftsync worker`` processes, and the host app's SQLite.
+the reference server over HTTP and ``craftsync worker`` processes (``tests.support.device``
+puts a desktop around them).
 
 Every process is started in a session of its own (``start_new_session=True``), so that a
 test can SIGKILL a worker with all its children at once, as a crash would, and teardown
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,7 @@ from tests.support.process import (  # noqa: F401  (CLAIM_*, ROOT, clean_env, fr
     start_server,
     wait_until,
 )
-from tests.support.sync import central_rows, local_rows
-from craftsync.worker.store import LocalStore
+from tests.support.sync import central_rows
 
 REDIS_HOST: Final = os.environ.get("CRAFTSYNC_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT: Final = int(os.environ.get("CRAFTSYNC_TEST_REDIS_PORT", "6379"))
@@ -242,115 +240,7 @@ def heartbeats(client: redis.Redis) -> set[bytes]:
     return {member for member, score in members if now_ms - score < 5_000}
 
 
-# -- the host app's database and a device's processes ---------------------------------------
-
-
-class HostDB:
-    """The host app's SQLite file, written with plain SQL as the host app does."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        LocalStore(path).close()  # the schema, as any craftsync command creates it
-        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self.conn.row_factory = sqlite3.Row
-
-    def sql(self, statement: str, *args: Any) -> list[sqlite3.Row]:
-        return self.conn.execute(statement, args).fetchall()
-
-    def insert_customers(self, count: int, *, prefix: str = "Customer") -> None:
-        """``count`` customers in one transaction, with ids the table's default makes."""
-        self.conn.execute("BEGIN")
-        self.conn.executemany(
-            "INSERT INTO customers (name, email, city, notes) VALUES (?, ?, ?, ?)",
-            ((f"{prefix} {i}", f"c{i}@example.com", "Leeds", f"note {i}") for i in range(count)),
-        )
-        self.conn.execute("COMMIT")
-
-    def live(self, entity: str) -> dict[str, dict[str, Any]]:
-        """Live local records (not soft-deleted) exactly as stored, keyed by id."""
-        return local_rows(self.conn, entity)
-
-    def rows_ids(self, entity: str) -> set[str]:
-        """The id of every row of the entity's table, soft-deleted ones too."""
-        return {row[0] for row in self.sql(f"SELECT id FROM {entity}")}
-
-    def not_synced(self) -> list[tuple[str, str, int]]:
-        """(entity, status, count) of every sync_metadata row that is not 'synced'."""
-        return [tuple(r) for r in self.sql(  # type: ignore[misc]
-            "SELECT entity, sync_status, count(*) FROM sync_metadata WHERE sync_status != 'synced' "
-            "GROUP BY entity, sync_status")]
-
-    def runs(self) -> list[sqlite3.Row]:
-        return self.sql("SELECT * FROM sync_runs ORDER BY started_at")
-
-    def run(self, run_id: str) -> dict[str, Any] | None:
-        """The run's row in ``sync_runs`` as stored, or None when it never started."""
-        rows = self.sql("SELECT * FROM sync_runs WHERE run_id = ?", run_id)
-        return dict(rows[0]) if rows else None
-
-    def known_versions(self, entity: str) -> dict[str, int | None]:
-        """The server version this device last saw of each record (``remote_version``), by id."""
-        return {row[0]: row[1] for row in self.sql(
-            "SELECT record_id, remote_version FROM sync_metadata WHERE entity = ?", entity)}
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-@dataclass
-class Device:
-    """One desktop's processes around a host database: its workers and its CLI."""
-
-    tmp: Path
-    redis: RedisDB
-    central: Central
-    db: HostDB = field(init=False)
-    home: Path = field(init=False)
-    workers: list[Service] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.home = self.tmp / "device-home"
-        self.home.mkdir(exist_ok=True)
-        self.db = HostDB(self.tmp / "local.db")
-
-    def env(self, **overrides: str) -> dict[str, str]:
-        variables = {"REDIS_URL": self.redis.url, "CRAFTSYNC_DB": str(self.db.path),
-                     "REMOTE_API_URL": self.central.url, "REMOTE_API_KEY": self.central.key, **overrides}
-        return clean_env(self.home, **{k: v for k, v in variables.items() if v})
-
-    def start_worker(self, *, processes: int = 1, threads: int = 2, ready_timeout: float = 30,
-                     **overrides: str) -> Service:
-        """Start ``craftsync worker`` and wait until it consumes from the queue."""
-        before = heartbeats(self.redis.client)
-        worker = start_worker(self.env(**overrides), log=self.tmp / f"worker-{len(self.workers)}.log",
-                              cwd=self.home, processes=processes, threads=threads)
-        self.workers.append(worker)
-
-        def consuming() -> bool:
-            if not worker.alive():
-                pytest.fail(f"the worker exited with {worker.proc.returncode}:\n{worker.tail()}")
-            return bool(heartbeats(self.redis.client) - before)
-
-        wait_until(consuming, timeout=ready_timeout, interval=0.1, what="the worker to consume")
-        return worker
-
-    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
-        """Run ``craftsync ARGS`` as a user would, in this device's environment."""
-        return subprocess.run([*CRAFTSYNC, *args], env=env if env is not None else self.env(), cwd=self.home,
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.kill()  # nothing to save: a graceful stop would only cost time
-        self.db.close()
-
-
-@pytest.fixture
-def device(tmp_path: Path, redis_db: RedisDB, central: Central) -> Iterator[Device]:
-    one = Device(tmp_path, redis_db, central)
-    yield one
-    one.close()
+# -- queue and server helpers ---------------------------------------------------------------
 
 
 def queue_broker(url: str) -> Any:
@@ -365,20 +255,3 @@ def customers_for_server(count: int) -> list[dict[str, Any]]:
     return [{"id": new_id(), "name": f"Remote {i}", "email": f"r{i}@example.com", "city": "York",
              "created_at": "2026-01-02T03:04:05.000Z", "updated_at": "2026-01-02T03:04:05.000Z"}
             for i in range(count)]
-
-
-def assert_identical(db: HostDB, central: Central, entity: str, *, count: int | None = None) -> None:
-    """Both sides hold the same live records, ``count`` of them, each tracked once in
-    ``sync_metadata``, nothing pending: the same stored values, field by field, read raw from
-    each database."""
-    local, remote = db.live(entity), central.stored(entity)
-    tracked = db.known_versions(entity)
-    assert tracked.keys() == db.rows_ids(entity), (
-        f"sync_metadata tracks {len(tracked)} records, the table holds {len(db.rows_ids(entity))}")
-    if count is not None:
-        assert (len(local), len(remote)) == (count, count), f"(local, server) live records: {(len(local), len(remote))}"
-    assert local.keys() == remote.keys(), (
-        f"{len(local.keys() - remote.keys())} only local, {len(remote.keys() - local.keys())} only on the server")
-    different = [i for i in local if local[i] != remote[i]]
-    assert not different, f"{len(different)} records differ, e.g. {local[different[0]]} != {remote[different[0]]}"
-    assert db.not_synced() == [], f"left unsynced: {db.not_synced()}"
