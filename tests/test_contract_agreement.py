@@ -76,3 +76,18 @@ def test_server_tables_local_tables_and_contract_hold_the_same_fields(database_u
                 assert local_columns == contract, entity
     finally:
         engine.dispose()
+
+
+def test_the_contract_document_lists_the_same_fields_as_the_contract_module() -> None:
+    # docs/CONTRACT.md §4 is the contract's own text; it is read, not generated, so it must
+    # be kept in step by hand: this says when it is not.
+    document = (Path(__file__).resolve().parents[1] / "docs" / "CONTRACT.md").read_text()
+    listed = {}
+    for line in document.splitlines():
+        for entity in ENTITIES:
+            prefix = f"- `{entity}`: "
+            if line.startswith(prefix):
+                listed[entity] = [name.strip() for name in line[len(prefix):].split(",")]
+    assert set(listed) == set(ENTITIES), f"CONTRACT.md §4 lists {sorted(listed)}"
+    for entity in ENTITIES:
+        assert listed[entity] == stored_order(entity), entity
