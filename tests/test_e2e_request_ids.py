@@ -6,7 +6,6 @@ broker, the same workers and the same local database.
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -32,20 +31,11 @@ SYNC_TIMEOUT_S = 90
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[RemoteServer]:
-    server = RemoteServer(tmp_path, key=f"e2e-{secrets.token_hex(12)}")
-    try:
-        yield server.start()
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def run(tmp_path: Path, redis_db: RedisDB, central: RemoteServer) -> Iterator[DesktopRun]:  # noqa: F811
+def run(tmp_path: Path, redis_db: RedisDB, remote_server: RemoteServer) -> Iterator[DesktopRun]:  # noqa: F811
     """A desktop on the test's Redis database that syncs only when asked."""
     home = tmp_path / "home"
     write_preferences(home, sync_on_launch=False, auto_sync=False)
-    env = run_env(home, REDIS_URL=redis_db.url, REMOTE_API_URL=central.url, REMOTE_API_KEY=central.key)
+    env = run_env(home, REDIS_URL=redis_db.url, REMOTE_API_URL=remote_server.url, REMOTE_API_KEY=remote_server.key)
     desktop = DesktopRun(home, env, log=tmp_path / "run.log").start()
     try:
         yield desktop
@@ -75,10 +65,10 @@ def ended(state: dict[str, Any]) -> bool:
 
 
 def test_the_customers_card_follows_its_own_run_and_not_the_clis_on_the_same_broker(
-    ui: UiPage, run: DesktopRun, central: RemoteServer,
+    ui: UiPage, run: DesktopRun, remote_server: RemoteServer,
 ) -> None:
     # Given 50 customers on the server, and the page's customers card after its own sync
-    central.seed_customers(50)
+    remote_server.seed_customers(50)
     ui.wait_for(lambda: ui.state() == "online", timeout=30, what="the desktop to be online")
     run_id = ui.sync_customers("both")
     mine = ui.wait_card_showed("customers", ended, timeout=SYNC_TIMEOUT_S, what="the end of its own run")
@@ -88,7 +78,7 @@ def test_the_customers_card_follows_its_own_run_and_not_the_clis_on_the_same_bro
 
     # When 20 more customers arrive and the CLI pulls them, on the same broker, with the same
     # workers and the same local database: its run's events reach the page's event stream
-    central.seed_customers(20, prefix="Later")
+    remote_server.seed_customers(20, prefix="Later")
     cli_sync(run, "customers", "--direction", "pull")
     ui.wait_for(lambda: "70 synced" in ui.text("#sync-meta-customers"), timeout=30,
                 what="the card's counts to include the CLI's customers")
@@ -103,10 +93,10 @@ def test_the_customers_card_follows_its_own_run_and_not_the_clis_on_the_same_bro
 
 
 def test_sync_all_follows_its_chain_while_the_cli_syncs_customers_on_the_same_broker(
-    ui: UiPage, run: DesktopRun, central: RemoteServer,
+    ui: UiPage, run: DesktopRun, remote_server: RemoteServer,
 ) -> None:
     # Given 30 customers on the server and the page online
-    central.seed_customers(30)
+    remote_server.seed_customers(30)
     ui.wait_for(lambda: ui.state() == "online", timeout=30, what="the desktop to be online")
     # and a pull of customers by the CLI, done before the page asks for anything
     cli_sync(run, "customers", "--direction", "pull")
@@ -132,11 +122,11 @@ def test_sync_all_follows_its_chain_while_the_cli_syncs_customers_on_the_same_br
 
 
 def test_a_run_that_ends_before_the_pages_request_is_answered_still_shows_its_end(
-    ui: UiPage, run: DesktopRun, central: RemoteServer,
+    ui: UiPage, run: DesktopRun, remote_server: RemoteServer,
 ) -> None:
     # Given 10 customers on the server, and an answer to "Sync customers" that reaches the
     # page only once the run it queued has ended (its events came first)
-    central.seed_customers(10)
+    remote_server.seed_customers(10)
     ui.wait_for(lambda: ui.state() == "online", timeout=30, what="the desktop to be online")
 
     def answer_late(route: Any) -> None:

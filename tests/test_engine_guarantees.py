@@ -22,24 +22,11 @@ from flask import Flask
 
 from tests.support.api import API_KEY, new_id
 from tests.support.device import Device
-from tests.support.sync import central_app, remote_for, server_live
+from tests.support.sync import remote_for, server_live
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncOptions
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.store import LocalStore
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return central_app(tmp_path)
-
-
-@pytest.fixture
-def devices(tmp_path: Path, app: Flask) -> Iterator[tuple[Device, Device]]:
-    a, b = Device.in_process(tmp_path / "a.db", app), Device.in_process(tmp_path / "b.db", app)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _one(device: Device, entity: str = "customers") -> dict[str, Any]:
@@ -74,7 +61,7 @@ def test_ids_default_to_time_ordered_128_bit_hex(devices: tuple[Device, Device])
     assert int(ids[0][:12], 16) == pytest.approx(time.time() * 1000, abs=60_000)
 
 
-def test_host_app_inserts_updates_and_deletes_are_captured(devices: tuple[Device, Device], app: Flask) -> None:
+def test_host_app_inserts_updates_and_deletes_are_captured(devices: tuple[Device, Device], reference_app: Flask) -> None:
     # Given three customers written by the host app and synced
     a, _ = devices
     for name in ("keep", "soft", "hard"):
@@ -87,7 +74,7 @@ def test_host_app_inserts_updates_and_deletes_are_captured(devices: tuple[Device
     assert a.store.counts("customers")["pending"] == 3
     a.sync("customers")
     # Then the server holds the edit and neither deleted record is live there
-    assert [(r["name"], r["city"]) for r in server_live(app, "customers").values()] == [("keep", "Lyon")]
+    assert [(r["name"], r["city"]) for r in server_live(reference_app, "customers").values()] == [("keep", "Lyon")]
 
 
 def test_the_engines_own_writes_are_not_echoed_back_as_local_changes(devices: tuple[Device, Device]) -> None:
@@ -103,7 +90,7 @@ def test_the_engines_own_writes_are_not_echoed_back_as_local_changes(devices: tu
     assert (again.pushed, again.pulled) == (0, 0)
 
 
-def test_an_existing_host_database_keeps_its_rows_and_pushes_them(tmp_path: Path, app: Flask) -> None:
+def test_an_existing_host_database_keeps_its_rows_and_pushes_them(tmp_path: Path, reference_app: Flask) -> None:
     # Given a host database made before CraftSync, with its own customers table and rows
     path = tmp_path / "legacy.db"
     legacy = sqlite3.connect(path)
@@ -115,27 +102,27 @@ def test_an_existing_host_database_keeps_its_rows_and_pushes_them(tmp_path: Path
     legacy.commit()
     legacy.close()
     # When CraftSync opens it and syncs
-    device = Device.in_process(path, app)
+    device = Device.in_process(path, reference_app)
     result = device.sync("customers")
     # Then every row is kept (with the host's own column), and all were pushed
     assert result.pushed == 5
     assert len(device.sql("SELECT * FROM customers WHERE extra_col = 'kept'")) == 5
-    assert sorted(r["name"] for r in server_live(app, "customers").values()) == [f"Old {n}" for n in range(5)]
+    assert sorted(r["name"] for r in server_live(reference_app, "customers").values()) == [f"Old {n}" for n in range(5)]
     device.close()
 
 
 # -- §6.1 push in batches, pull in pages from a persisted cursor ----------------------------
 
 
-def test_push_goes_in_batches_and_pull_resumes_from_its_cursor(tmp_path: Path, app: Flask) -> None:
+def test_push_goes_in_batches_and_pull_resumes_from_its_cursor(tmp_path: Path, reference_app: Flask) -> None:
     # Given a server that counts the requests it gets, and 250 local customers
     calls: list[str] = []
 
     def counting(environ: dict[str, Any], start_response: Any) -> Any:
         calls.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-        return app(environ, start_response)
+        return reference_app(environ, start_response)
 
-    a = Device.in_process(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", reference_app)
     a.engine.remote = remote_for(counting)  # type: ignore[arg-type]
     a.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250) "
           "INSERT INTO customers (name) SELECT 'c' || i FROM n")
@@ -145,7 +132,7 @@ def test_push_goes_in_batches_and_pull_resumes_from_its_cursor(tmp_path: Path, a
     assert calls.count("POST /api/customers") == 3
 
     # Given device B pulling in pages of 100, that stops after its first page
-    b = Device.in_process(tmp_path / "b.db", app)
+    b = Device.in_process(tmp_path / "b.db", reference_app)
     page = b.engine.remote.pull("customers", since="0", limit=100)
     b.store.conn.execute("INSERT INTO sync_cursors VALUES ('customers', ?, 'x')", (page.next_cursor,))
     # When it syncs again
@@ -159,7 +146,7 @@ def test_push_goes_in_batches_and_pull_resumes_from_its_cursor(tmp_path: Path, a
 # -- §6.2 three-way merge; conflicts -------------------------------------------------------
 
 
-def test_changes_to_different_fields_merge_without_conflict(devices: tuple[Device, Device], app: Flask) -> None:
+def test_changes_to_different_fields_merge_without_conflict(devices: tuple[Device, Device], reference_app: Flask) -> None:
     # Given a customer on both devices
     a, b = devices
     record_id = _shared_customer(a, b)
@@ -171,7 +158,7 @@ def test_changes_to_different_fields_merge_without_conflict(devices: tuple[Devic
     a.sync("customers", policy="manual")
     # Then nobody saw a conflict and all three hold both changes
     assert result.conflicts == 0 and not open_conflicts(b.store)
-    for holder in (a.live("customers"), b.live("customers"), server_live(app, "customers")):
+    for holder in (a.live("customers"), b.live("customers"), server_live(reference_app, "customers")):
         assert (holder[record_id]["phone"], holder[record_id]["city"]) == ("555-0101", "Ghent")
 
 
@@ -219,7 +206,7 @@ def _renamed_on_both(a: Device, b: Device) -> str:
     return record_id
 
 
-def test_policy_remote_takes_the_servers_value_and_keeps_other_local_edits(devices: tuple[Device, Device], app: Flask) -> None:
+def test_policy_remote_takes_the_servers_value_and_keeps_other_local_edits(devices: tuple[Device, Device], reference_app: Flask) -> None:
     a, b = devices
     record_id = _renamed_on_both(a, b)
     # When B syncs with the default policy
@@ -227,21 +214,21 @@ def test_policy_remote_takes_the_servers_value_and_keeps_other_local_edits(devic
     # Then the server's name wins everywhere, B's untouched phone edit survives, no conflict stays open
     assert result.status == "completed" and result.conflicts == 1
     assert (_one(b)["name"], _one(b)["phone"]) == ("From A", "42")
-    assert server_live(app, "customers")[record_id]["name"] == "From A"
-    assert server_live(app, "customers")[record_id]["phone"] == "42"
+    assert server_live(reference_app, "customers")[record_id]["name"] == "From A"
+    assert server_live(reference_app, "customers")[record_id]["phone"] == "42"
 
 
-def test_policy_local_pushes_the_local_value(devices: tuple[Device, Device], app: Flask) -> None:
+def test_policy_local_pushes_the_local_value(devices: tuple[Device, Device], reference_app: Flask) -> None:
     a, b = devices
     record_id = _renamed_on_both(a, b)
     # When B syncs with the local policy
     b.sync("customers", policy="local")
     # Then B's name reaches the server
-    assert server_live(app, "customers")[record_id]["name"] == "From B"
+    assert server_live(reference_app, "customers")[record_id]["name"] == "From B"
     assert _one(b)["name"] == "From B"
 
 
-def test_policy_manual_keeps_both_until_the_user_decides_and_the_rest_goes_on(devices: tuple[Device, Device], app: Flask) -> None:
+def test_policy_manual_keeps_both_until_the_user_decides_and_the_rest_goes_on(devices: tuple[Device, Device], reference_app: Flask) -> None:
     a, b = devices
     record_id = _renamed_on_both(a, b)
     b.sql("INSERT INTO customers (name) VALUES ('Unrelated new customer')")
@@ -249,15 +236,15 @@ def test_policy_manual_keeps_both_until_the_user_decides_and_the_rest_goes_on(de
     result = b.sync("customers", policy="manual")
     # Then the conflicted record waits, unchanged on both sides, and the rest was synced
     assert result.status == "conflicts"
-    assert server_live(app, "customers")[record_id]["name"] == "From A"
+    assert server_live(reference_app, "customers")[record_id]["name"] == "From A"
     assert b.live("customers")[record_id]["name"] == "From B"
-    assert "Unrelated new customer" in {r["name"] for r in server_live(app, "customers").values()}
+    assert "Unrelated new customer" in {r["name"] for r in server_live(reference_app, "customers").values()}
     # When the user picks a field-by-field merge: B's name, the server's (empty) phone
     (conflict,) = open_conflicts(b.store)
     resolve(b.store, conflict.id, "merged", {"name": "From B", "phone": None})
     b.sync("customers", policy="manual")
     # Then the chosen values are on the server and the conflict is closed
-    stored = server_live(app, "customers")[record_id]
+    stored = server_live(reference_app, "customers")[record_id]
     assert (stored["name"], stored["phone"]) == ("From B", None)
     assert not open_conflicts(b.store)
 
@@ -265,19 +252,19 @@ def test_policy_manual_keeps_both_until_the_user_decides_and_the_rest_goes_on(de
 # -- §6.4 crash and network safety ----------------------------------------------------------
 
 
-def test_a_push_whose_answer_was_lost_is_resent_without_duplicates(tmp_path: Path, app: Flask) -> None:
+def test_a_push_whose_answer_was_lost_is_resent_without_duplicates(tmp_path: Path, reference_app: Flask) -> None:
     # Given a server whose answers to the first two POSTs are lost after it has applied them
     lost = {"left": 2}
 
     def lossy(environ: dict[str, Any], start_response: Any) -> Any:
         if environ["REQUEST_METHOD"] == "POST" and lost["left"] > 0:
             lost["left"] -= 1
-            b"".join(app(environ, lambda *args: None))  # the server does its work...
+            b"".join(reference_app(environ, lambda *args: None))  # the server does its work...
             start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
             return [b"lost"]  # ...and its answer never arrives
-        return app(environ, start_response)
+        return reference_app(environ, start_response)
 
-    a = Device.in_process(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", reference_app)
     settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=1)
     a.engine.remote = RemoteClient(settings, transport=httpx.WSGITransport(app=lossy))
     for n in range(30):
@@ -289,18 +276,18 @@ def test_a_push_whose_answer_was_lost_is_resent_without_duplicates(tmp_path: Pat
     # Then the server holds each customer once, and nothing is pending or conflicted
     assert first.status == "failed"
     assert last.status == "completed"
-    assert len(server_live(app, "customers")) == 30
+    assert len(server_live(reference_app, "customers")) == 30
     assert a.store.counts("customers") == {"pending": 0, "conflict": 0, "rejected": 0, "synced": 30}
     a.close()
 
 
-def test_a_pull_interrupted_mid_way_resumes_without_loss_or_duplicates(tmp_path: Path, app: Flask) -> None:
+def test_a_pull_interrupted_mid_way_resumes_without_loss_or_duplicates(tmp_path: Path, reference_app: Flask) -> None:
     # Given 1,200 customers on the server and a device whose store fails while applying page 3
-    a = Device.in_process(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", reference_app)
     for n in range(1200):
         a.sql("INSERT INTO customers (name) VALUES (?)", f"c{n}")
     a.sync("customers")
-    b = Device.in_process(tmp_path / "b.db", app)
+    b = Device.in_process(tmp_path / "b.db", reference_app)
     b.sql("CREATE TRIGGER boom BEFORE INSERT ON customers WHEN NEW.name = 'c1000' "
           "BEGIN SELECT RAISE(ABORT, 'disk gone'); END")
     failed = b.engine.sync("customers", SyncOptions(direction="pull", page_size=400))
@@ -313,7 +300,7 @@ def test_a_pull_interrupted_mid_way_resumes_without_loss_or_duplicates(tmp_path:
     def counting(environ: dict[str, Any], start_response: Any) -> Any:
         if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] == "/api/customers":
             asked.append(dict(parse_qsl(environ["QUERY_STRING"]))["since"])
-        return app(environ, start_response)
+        return reference_app(environ, start_response)
 
     b.engine.remote = remote_for(counting)  # type: ignore[arg-type]
     resumed = b.engine.sync("customers", SyncOptions(direction="pull", page_size=400))
@@ -330,7 +317,7 @@ def test_a_pull_interrupted_mid_way_resumes_without_loss_or_duplicates(tmp_path:
 # -- §6.6, §6.7, §6.8 ------------------------------------------------------------------------
 
 
-def test_sync_all_sends_parents_before_children(devices: tuple[Device, Device], app: Flask) -> None:
+def test_sync_all_sends_parents_before_children(devices: tuple[Device, Device], reference_app: Flask) -> None:
     # Given a customer, a quote for them and an order for the quote, all made offline
     a, _ = devices
     a.sql("INSERT INTO customers (id, name) VALUES ('0' || substr(lower(hex(randomblob(16))), 2), 'Parent')")
@@ -342,11 +329,11 @@ def test_sync_all_sends_parents_before_children(devices: tuple[Device, Device], 
     results = a.sync_all()
     # Then nothing is rejected and the server resolves every reference
     assert [r.rejected for r in results] == [0, 0, 0]
-    (order,) = server_live(app, "orders").values()
+    (order,) = server_live(reference_app, "orders").values()
     assert (order["quote_id"], order["customer_id"]) == (quote_id, customer_id)
 
 
-def test_after_a_both_sync_without_conflicts_local_and_remote_are_identical(devices: tuple[Device, Device], app: Flask) -> None:
+def test_after_a_both_sync_without_conflicts_local_and_remote_are_identical(devices: tuple[Device, Device], reference_app: Flask) -> None:
     # Given different offline work on two devices
     a, b = devices
     for n in range(40):
@@ -357,11 +344,11 @@ def test_after_a_both_sync_without_conflicts_local_and_remote_are_identical(devi
     b.sync_all()
     # Then B and the server hold the same live records, field for field
     for entity in ("customers", "quotes", "orders"):
-        assert b.live(entity) == server_live(app, entity)
+        assert b.live(entity) == server_live(reference_app, entity)
     assert len(b.live("customers")) == 80
 
 
-def test_a_rejected_record_is_quarantined_and_retried_after_it_is_edited(devices: tuple[Device, Device], app: Flask) -> None:
+def test_a_rejected_record_is_quarantined_and_retried_after_it_is_edited(devices: tuple[Device, Device], reference_app: Flask) -> None:
     # Given one invalid customer among valid ones
     a, _ = devices
     a.sql("INSERT INTO customers (name, email) VALUES ('Good', 'good@example.com')")
@@ -377,10 +364,10 @@ def test_a_rejected_record_is_quarantined_and_retried_after_it_is_edited(devices
     a.sql("UPDATE customers SET email = 'bad@example.com' WHERE name = 'Bad'")
     a.sync("customers")
     # Then it goes through
-    assert sorted(r["name"] for r in server_live(app, "customers").values()) == ["Bad", "Good"]
+    assert sorted(r["name"] for r in server_live(reference_app, "customers").values()) == ["Bad", "Good"]
 
 
-def test_quotes_made_offline_take_numbers_from_the_devices_block(devices: tuple[Device, Device], app: Flask) -> None:
+def test_quotes_made_offline_take_numbers_from_the_devices_block(devices: tuple[Device, Device], reference_app: Flask) -> None:
     # Given two devices that have synced once (and so hold number blocks)
     a, b = devices
     a.sync_all()
@@ -394,25 +381,25 @@ def test_quotes_made_offline_take_numbers_from_the_devices_block(devices: tuple[
     b.sync_all()
     # Then every quote had a number before syncing, and all ten are distinct on the server
     assert all(local_numbers) and len(set(local_numbers)) == 10
-    assert sorted(r["quote_number"] for r in server_live(app, "quotes").values()) == sorted(local_numbers)
+    assert sorted(r["quote_number"] for r in server_live(reference_app, "quotes").values()) == sorted(local_numbers)
 
 
 # -- over real HTTP ----------------------------------------------------------------------------
 
 
 @pytest.fixture
-def http_url(app: Flask) -> Iterator[str]:
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+def http_url(reference_app: Flask) -> Iterator[str]:
+    server = waitress.create_server(reference_app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}/api"
     server.close()
 
 
-def test_two_devices_converge_over_real_http(tmp_path: Path, app: Flask, http_url: str) -> None:
+def test_two_devices_converge_over_real_http(tmp_path: Path, reference_app: Flask, http_url: str) -> None:
     # Given two devices talking HTTP to a real server, each with offline work
     def device(name: str) -> Device:
-        d = Device.in_process(tmp_path / f"{name}.db", app)
+        d = Device.in_process(tmp_path / f"{name}.db", reference_app)
         d.engine.remote = RemoteClient(RemoteSettings(base_url=http_url, api_key=API_KEY))
         return d
 
@@ -423,7 +410,7 @@ def test_two_devices_converge_over_real_http(tmp_path: Path, app: Flask, http_ur
     for d in (a, b, a):
         d.sync_all()
     # Then all three hold the same two customers, and the server's clock was read
-    assert a.live("customers") == b.live("customers") == server_live(app, "customers")
+    assert a.live("customers") == b.live("customers") == server_live(reference_app, "customers")
     assert len(a.live("customers")) == 2
     assert a.engine.remote.clock_skew_s is not None and abs(a.engine.remote.clock_skew_s) < 5
     a.close()
@@ -449,13 +436,13 @@ def test_store_can_be_opened_by_several_connections_at_once(tmp_path: Path) -> N
 # -- §7 progress ------------------------------------------------------------------------------
 
 
-def test_pull_progress_counts_every_record_up_to_the_total(tmp_path: Path, app: Flask) -> None:
+def test_pull_progress_counts_every_record_up_to_the_total(tmp_path: Path, reference_app: Flask) -> None:
     # Given 1,200 customers on the server and a new device pulling in pages of 500
-    a = Device.in_process(tmp_path / "a.db", app)
+    a = Device.in_process(tmp_path / "a.db", reference_app)
     a.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) "
           "INSERT INTO customers (name) SELECT 'c' || i FROM n")
     a.sync("customers")
-    b = Device.in_process(tmp_path / "b.db", app)
+    b = Device.in_process(tmp_path / "b.db", reference_app)
     # When it pulls
     b.engine.sync("customers", SyncOptions(direction="pull", page_size=500))
     # Then the progress events count up page by page to the total announced by the first page

@@ -7,12 +7,10 @@ from __future__ import annotations
 import ast
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from craftsync.contract.vocabulary import Direction, Policy
 from craftsync.worker import merge as merge_module
@@ -22,24 +20,10 @@ from craftsync.worker.engine import SyncOptions
 from craftsync.worker.errors import BrokerUnavailable, LocalStoreError
 from craftsync.worker.store import LocalStore, migrate
 from tests.support.device import Device
-from tests.support.sync import central_app
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The modules that may run SQL on the local file: the store's own.
 STORE_MODULES = {"store.py", "store_conflicts.py", "store_runs.py", "store_records.py"}
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return central_app(tmp_path)
-
-
-@pytest.fixture
-def devices(tmp_path: Path, app: Flask) -> Iterator[tuple[Device, Device]]:
-    a, b = Device.in_process(tmp_path / "a.db", app), Device.in_process(tmp_path / "b.db", app)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _shared_customers(a: Device, b: Device, n: int) -> list[str]:

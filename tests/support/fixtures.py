@@ -83,6 +83,15 @@ def other(tmp_path: Path, reference_app: Flask) -> Iterator[Device]:
     device.close()
 
 
+@pytest.fixture
+def devices(tmp_path: Path, reference_app: Flask) -> Iterator[tuple[Device, Device]]:
+    """Two desktops syncing in-process with the same reference server."""
+    a, b = Device.in_process(tmp_path / "a.db", reference_app), Device.in_process(tmp_path / "b.db", reference_app)
+    yield a, b
+    a.close()
+    b.close()
+
+
 # -- end to end ------------------------------------------------------------------------------
 
 
