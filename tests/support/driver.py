@@ -41,6 +41,8 @@ POLL_INTERVAL_S: Final = 0.1
 BODY_EXCERPT: Final = 300
 #: Page errors kept for failure messages and for tests that want none.
 ERRORS_KEPT: Final = 50
+#: What pywebview's injected bridge script calls: its errors are the window's, not the page's.
+PYWEBVIEW_BRIDGE_NAMES: Final = ("_createApi", "window.pywebview")
 #: A prefix that makes ``wait_for`` wait for a JavaScript expression instead of a selector.
 JS_PREFIX: Final = "js:"
 
@@ -441,6 +443,7 @@ class WindowDriver:
         self.devtools_port = devtools_port
         self.url_prefix = url_prefix
         self.errors: list[str] = []
+        self.embedder_errors: list[str] = []
         self._action_timeout = action_timeout
         self._target_id: str | None = None
         self._cdp: CdpConnection | None = None
@@ -470,7 +473,17 @@ class WindowDriver:
         params = message.get("params", {})
         if message["method"] == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
-            self._error(f"pageerror: {details.get('exception', {}).get('description') or details.get('text')}")
+            text = f"pageerror: {details.get('exception', {}).get('description') or details.get('text')}"
+            frames = details.get("stackTrace", {}).get("callFrames", [])
+            unplaced = not details.get("url") and not any(frame.get("url") for frame in frames)
+            if unplaced and any(name in text for name in PYWEBVIEW_BRIDGE_NAMES):
+                # pywebview's own bridge, run by the window with no URL (the page's CSP allows
+                # no inline script and no eval): its injected `window.pywebview._createApi(...)`
+                # can land in the document that replaces the launch URL's. The page does not
+                # use the bridge; kept apart, it is not the page's error.
+                self.embedder_errors.append(text)
+                return
+            self._error(text)
         elif message["method"] == "Runtime.consoleAPICalled" and params.get("type") == "error":
             words = [str(a.get("value", a.get("description", ""))) for a in params.get("args", [])]
             self._error(f"console: {' '.join(words)}")
