@@ -12,7 +12,6 @@ Every check reads the stored row with plain SQL on a connection of its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from tests.support.api import AUTH, make_app, new_id, push
+from tests.support.api import AUTH, new_id, push
 from tests.support.sync import central_rows
 
 CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -39,15 +38,8 @@ FULL_CUSTOMER = {
 
 
 @pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    one = make_app(database_url)
-    yield one
-    one.extensions["craftsync.engine"].dispose()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def client(backend_app: Flask) -> FlaskClient:
+    return backend_app.test_client()
 
 
 def post(client: FlaskClient, entity: str, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -242,7 +234,7 @@ def test_a_restored_quote_that_sends_no_number_is_renumbered_when_a_live_quote_t
 
 
 def test_columns_the_contract_does_not_know_are_never_touched_by_a_push(
-    app: Flask, client: FlaskClient, database_url: str
+    client: FlaskClient, database_url: str
 ) -> None:
     # Given a central database with a column of its own, filled in by another program
     record = existing_customer(client)

@@ -20,22 +20,14 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, text
 
-from tests.support.api import make_app
 from tests.support.device import Device
 from tests.support.sync import central_rows, remote_for
 from craftsync.worker.conflicts import open_conflicts, resolve
 
 
 @pytest.fixture
-def central(database_url: str) -> Iterator[Flask]:
-    app = make_app(database_url)
-    yield app
-    app.extensions["craftsync.engine"].dispose()
-
-
-@pytest.fixture
-def device(tmp_path: Path, central: Flask) -> Iterator[Device]:
-    one = Device.in_process(tmp_path / "device.db", central)
+def device(tmp_path: Path, backend_app: Flask) -> Iterator[Device]:
+    one = Device.in_process(tmp_path / "device.db", backend_app)
     yield one
     one.close()
 
@@ -151,7 +143,7 @@ def test_unicode_text_is_held_unchanged_on_both_sides(device: Device, database_u
 
 
 def test_a_record_pulled_by_another_device_is_held_exactly_as_the_server_holds_it(
-    tmp_path: Path, central: Flask, device: Device, database_url: str
+    tmp_path: Path, backend_app: Flask, device: Device, database_url: str
 ) -> None:
     # Given a quote written loosely on one device and synced
     (quote,) = device.sql(
@@ -160,7 +152,7 @@ def test_a_record_pulled_by_another_device_is_held_exactly_as_the_server_holds_i
     )
     device.sync_all()
     # When a second device pulls it
-    other = Device.in_process(tmp_path / "other.db", central)
+    other = Device.in_process(tmp_path / "other.db", backend_app)
     other.sync_all()
     # Then the second device holds the server's values, as does the first
     pulled = held_alike(other, database_url, "quotes", quote["id"])
@@ -171,13 +163,13 @@ def test_a_record_pulled_by_another_device_is_held_exactly_as_the_server_holds_i
 
 
 def test_a_host_edit_made_while_its_push_was_on_the_wire_is_kept_and_pushed_next(
-    device: Device, central: Flask, database_url: str
+    device: Device, backend_app: Flask, database_url: str
 ) -> None:
     # Given an order written as 1500, and a host app that edits it again while its push is on the wire
     (order,) = device.sql("INSERT INTO orders (order_number, total_amount) VALUES ('O-1', 1500) RETURNING id")
 
     def edit_during_push(environ: dict[str, Any], start_response: Any) -> Any:
-        answer = central(environ, start_response)
+        answer = backend_app(environ, start_response)
         if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/api/orders":
             host = sqlite3.connect(device.path, isolation_level=None, timeout=30)  # (this runs on the push thread)
             host.execute("UPDATE orders SET total_amount = '2000', notes = 'rush' WHERE id = ?", (order["id"],))
@@ -192,7 +184,7 @@ def test_a_host_edit_made_while_its_push_was_on_the_wire_is_kept_and_pushed_next
     assert (row["total_amount"], row["notes"]) == ("2000", "rush")
     assert device.pending() == 1
     # When the next sync runs
-    device.engine.remote = remote_for(central)
+    device.engine.remote = remote_for(backend_app)
     device.sync("orders")
     # Then both sides hold the edit, in the server's form
     local = held_alike(device, database_url, "orders", order["id"])
@@ -215,12 +207,12 @@ def test_a_respelled_value_the_server_already_holds_is_taken_back_in_its_form_wi
 
 
 def test_a_local_edit_merged_with_a_remote_one_is_held_in_the_servers_form(
-    tmp_path: Path, central: Flask, device: Device, database_url: str
+    tmp_path: Path, backend_app: Flask, device: Device, database_url: str
 ) -> None:
     # Given an order on two devices
     (order,) = device.sql("INSERT INTO orders (order_number, total_amount) VALUES ('O-3', '10') RETURNING id")
     device.sync_all()
-    other = Device.in_process(tmp_path / "other.db", central)
+    other = Device.in_process(tmp_path / "other.db", backend_app)
     other.sync_all()
     # When one device ships it, and the other, offline, changes its total and delivery time loosely
     device.sql("UPDATE orders SET status = 'shipped' WHERE id = ?", order["id"])
@@ -238,12 +230,12 @@ def test_a_local_edit_merged_with_a_remote_one_is_held_in_the_servers_form(
 
 
 def test_a_conflict_settled_with_the_local_record_is_held_in_the_servers_form(
-    tmp_path: Path, central: Flask, device: Device, database_url: str
+    tmp_path: Path, backend_app: Flask, device: Device, database_url: str
 ) -> None:
     # Given a quote changed on two devices to different totals, in conflict on one of them
     (quote,) = device.sql("INSERT INTO quotes (quote_number, total_amount) VALUES ('Q-4', '1.00') RETURNING id")
     device.sync_all()
-    other = Device.in_process(tmp_path / "other.db", central)
+    other = Device.in_process(tmp_path / "other.db", backend_app)
     other.sync_all()
     other.sql("UPDATE quotes SET total_amount = '2' WHERE id = ?", quote["id"])
     other.sync("quotes")

@@ -26,6 +26,7 @@ from flask import Flask
 
 from tests.support.e2e import chromium, display  # noqa: F401  (registered here)
 from tests.support.e2e import DesktopRun, RemoteServer, UiPage, another_redis_db, run_env
+from tests.support.api import make_app
 from tests.support.device import Device
 from tests.support.sync import central_app
 from tests.support.ui import Page, Ui, make_ui, serve
@@ -38,6 +39,14 @@ def device(tmp_path: Path, redis_db: RedisDB, central: Central) -> Iterator[Devi
     one = Device.with_workers(tmp_path, central, redis_db)
     yield one
     one.close()
+
+
+@pytest.fixture
+def backend_app(database_url: str) -> Iterator[Flask]:
+    """The reference server's app on a fresh database of each backend (``database_url``)."""
+    app = make_app(database_url)
+    yield app
+    app.extensions["craftsync.engine"].dispose()
 
 
 @pytest.fixture
