@@ -21,6 +21,8 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -77,6 +79,23 @@ def alembic_config(engine: Engine) -> Config:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema to ``revision``; concurrent callers take turns."""
+    if engine.dialect.name == "sqlite":
+        _migrate_sqlite(engine, revision)
+    else:
+        command.upgrade(alembic_config(engine), revision)
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+
+
+@retry(retry=retry_if_exception(_sqlite_locked), stop=stop_after_attempt(5),
+       wait=wait_random_exponential(multiplier=0.1, max=2), reraise=True)
+def _migrate_sqlite(engine: Engine, revision: str) -> None:
+    # The upgrade is one BEGIN IMMEDIATE transaction, which waits for the file's write lock;
+    # but a brand-new file's first connections also switch it to WAL, and SQLite answers
+    # "database is locked" at once, without waiting, when several do so together (one start
+    # in a few dozen of six at once). Nothing was written then: the upgrade is tried again.
     command.upgrade(alembic_config(engine), revision)
 
 
