@@ -144,3 +144,33 @@ def test_a_run_that_ends_before_the_pages_request_is_answered_still_shows_its_en
     ui.page.wait_for_timeout(1000)
     assert ui.page.get_attribute("#sync-card-customers", "data-state") == "completed", ui.card_log("customers")
     assert ui.text("#progress-text-customers") == "Both ways done · 0 pushed · 10 pulled"
+
+
+def test_records_synced_while_the_event_stream_was_down_are_listed_once_it_is_back(
+    chromium: Any, run: DesktopRun, remote_server: RemoteServer,
+) -> None:
+    # Given 10 customers on the server, and a page whose event stream cannot connect yet
+    remote_server.seed_customers(10, prefix="Reached")
+    stream_down = True
+
+    def events(route: Any) -> None:
+        if stream_down:
+            route.abort()  # the browser's EventSource tries again by itself
+        else:
+            route.continue_()
+
+    ui = UiPage(chromium, run)
+    try:
+        ui.page.route("**/api/events", events)
+        ui.page.goto(run.launch_url, wait_until="load")
+        ui.page.wait_for_selector("#records-customers")
+        # When a sync pulls the customers meanwhile (its events go unseen), and the stream comes back
+        cli_sync(run, "customers", "--direction", "pull")
+        listed = "#records-customers tbody tr[data-id]"
+        assert ui.page.locator(listed).count() == 0, "the list was read before the sync"
+        stream_down = False
+        # Then the page reads its lists again and shows the customers, without a reload
+        ui.wait_for(lambda: ui.page.locator(listed).count() == 10, timeout=30, what="the pulled customers to be listed")
+        assert "Reached 00000" in ui.text("#records-customers")
+    finally:
+        ui.close()

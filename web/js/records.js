@@ -261,6 +261,14 @@ export function mountRecords(root) {
     if (visible && hit.includes(entity)) load();
   }, ["completed", "records-changed"]);
 
+  // Whatever ended while the event stream was not open (before it first opened, or while
+  // it was down) went unseen: the lists may be out of date, so read them again.
+  subscribe((event) => {
+    if (event.state !== "open") return;
+    for (const e of entityNames) state[e].stale = true;
+    if (visible) load();
+  }, ["stream"]);
+
   tabs.select(entityNames[0]);
   return {
     show(on) {
