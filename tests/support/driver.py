@@ -41,8 +41,6 @@ POLL_INTERVAL_S: Final = 0.1
 BODY_EXCERPT: Final = 300
 #: Page errors kept for failure messages and for tests that want none.
 ERRORS_KEPT: Final = 50
-#: What pywebview's injected bridge script calls: its errors are the window's, not the page's.
-PYWEBVIEW_BRIDGE_NAMES: Final = ("_createApi", "window.pywebview")
 #: A prefix that makes ``wait_for`` wait for a JavaScript expression instead of a selector.
 JS_PREFIX: Final = "js:"
 
@@ -475,12 +473,12 @@ class WindowDriver:
             details = params.get("exceptionDetails", {})
             text = f"pageerror: {details.get('exception', {}).get('description') or details.get('text')}"
             frames = details.get("stackTrace", {}).get("callFrames", [])
-            unplaced = not details.get("url") and not any(frame.get("url") for frame in frames)
-            if unplaced and any(name in text for name in PYWEBVIEW_BRIDGE_NAMES):
-                # pywebview's own bridge, run by the window with no URL (the page's CSP allows
-                # no inline script and no eval): its injected `window.pywebview._createApi(...)`
-                # can land in the document that replaces the launch URL's. The page does not
-                # use the bridge; kept apart, it is not the page's error.
+            # Thrown where no URL is known, i.e. by a script the window itself ran: the page's
+            # CSP allows no inline script and no eval, so every script of the page has its URL,
+            # and this is pywebview's injected bridge (its `window.pywebview._createApi(...)`
+            # and `document.body.addEventListener(...)` can land in a document that is not
+            # ready for them). The page does not use the bridge; its errors are kept apart.
+            if not details.get("url") and not any(frame.get("url") for frame in frames):
                 self.embedder_errors.append(text)
                 return
             self._error(text)
