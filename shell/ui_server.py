@@ -34,7 +34,7 @@ from craftsync.worker.conflicts import CHOICES, ConflictNotFound, InvalidResolut
 from craftsync.worker.broker import broker_errors
 from craftsync.worker.errors import BrokerUnavailable, SyncError
 from craftsync.worker.events import channel
-from craftsync.worker.queue import sync_order
+from craftsync.worker.queue import running, sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.store import LocalStore
 
@@ -210,7 +210,7 @@ def status() -> Response:
     client: redis.Redis = current_app.extensions["craftsync.redis"]
     try:
         with broker_errors():
-            syncing = [e for e in ENTITIES if client.exists(f"craftsync:lock:{e}")]
+            syncing = running(client)
     except BrokerUnavailable:
         syncing = []
     entities = {}

@@ -119,10 +119,19 @@ def take_queued(client: redis.Redis, entity: str, run_id: str) -> tuple[list[str
     return ordered(then), list(dict.fromkeys(requests))
 
 
+def _lock_key(entity: str) -> str:
+    return f"craftsync:lock:{entity}"
+
+
+def running(client: redis.Redis) -> list[str]:
+    """The entities a live worker is syncing now (their lock is held)."""
+    return [entity for entity in ALL_ENTITIES if client.exists(_lock_key(entity))]
+
+
 @contextmanager
 def entity_lock(client: redis.Redis, entity: str) -> Iterator[None]:
     """Hold the entity's lock for the block, renewing it; EntityBusy when another run has it."""
-    lock = Lock(client, f"craftsync:lock:{entity}", timeout=LOCK_TTL_S, thread_local=False)
+    lock = Lock(client, _lock_key(entity), timeout=LOCK_TTL_S, thread_local=False)
     if not lock.acquire(blocking=False):
         raise EntityBusy(f"a sync of {entity} is already running")
     stop = threading.Event()
