@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from craftsync.server import repository
 from craftsync.server.auth import require_key
+from craftsync.server.catalog import Catalog
 from craftsync.server.errors import ApiError
 from craftsync.server.openapi import build_openapi
 from craftsync.server.params import read_number_block_request, read_pull_query
@@ -32,6 +33,10 @@ class EntityConverter(BaseConverter):
 
 def engine() -> Engine:
     return current_app.extensions["craftsync.engine"]
+
+
+def catalog() -> Catalog:
+    return current_app.extensions["craftsync.catalog"]
 
 
 @bp.get("/health")
@@ -59,9 +64,10 @@ def _authenticate() -> None:
 def pull(entity: str) -> Response:
     _check_entity(entity)
     query = read_pull_query(request.args)
+    repository.settle(engine(), catalog(), entity)
     with engine().connect() as conn:
         page = repository.pull(
-            conn, entity, since=int(query.since), limit=query.limit, updated_since=query.updatedSince, count=query.count
+            conn, catalog(), entity, since=int(query.since), limit=query.limit, updated_since=query.updatedSince, count=query.count
         )
     return jsonify(page)
 
@@ -70,7 +76,7 @@ def pull(entity: str) -> Response:
 def get_one(entity: str, record_id: str) -> Response:
     _check_entity(entity)
     with engine().connect() as conn:
-        record = repository.get(conn, entity, record_id)
+        record = repository.get(conn, catalog(), entity, record_id)
     if record is None:
         raise ApiError(404, "not_found", f"No {entity} record has id {record_id!r}.")
     return jsonify(record)
@@ -90,8 +96,8 @@ def push(entity: str) -> tuple[Response, int]:
             raise ApiError(400, "bad_request", "'records' must be a list of records (JSON objects).")
         if len(records) > repository.MAX_BATCH:
             raise ApiError(400, "bad_request", f"A batch holds at most {repository.MAX_BATCH} records.")
-        return jsonify(results=repository.push(engine(), entity, records)), 200
-    (result,) = repository.push(engine(), entity, [body])
+        return jsonify(results=repository.push(engine(), catalog(), entity, records)), 200
+    (result,) = repository.push(engine(), catalog(), entity, [body])
     return jsonify(result), _SINGLE_STATUS[result["status"]]
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from craftsync.server import errors
 from craftsync.server.api import EntityConverter, bp, entities_bp
 from craftsync.server.auth import rate_limit_key
+from craftsync.server.catalog import Catalog
 from craftsync.server.config import ServerSettings
 from craftsync.server.db import make_engine, migrate
 
@@ -27,6 +28,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     engine = engine or make_engine(settings.database_url)
     migrate(engine)
     app.extensions["craftsync.engine"] = engine
+    app.extensions["craftsync.catalog"] = Catalog.load(engine)
     errors.register(app)
     limiter = Limiter(
         rate_limit_key,

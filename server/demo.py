@@ -14,7 +14,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, func, select
 
 from craftsync.server import repository
-from craftsync.server.schema import customers
+from craftsync.server.catalog import Catalog
 
 #: How many of each the demo holds.
 CUSTOMERS: Final = 40
@@ -83,13 +83,14 @@ def records(now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def seed(engine: Engine) -> bool:
+def seed(engine: Engine, catalog: Catalog | None = None) -> bool:
     """Fill an empty central database with the demo records; returns whether it did."""
+    catalog = catalog or Catalog.load(engine)
     with engine.connect() as conn:
-        if conn.execute(select(func.count()).select_from(customers)).scalar_one():
+        if conn.execute(select(func.count()).select_from(catalog["customers"].rows)).scalar_one():
             return False
     for entity, batch in records().items():
-        results = repository.push(engine, entity, batch)
+        results = repository.push(engine, catalog, entity, batch)
         bad = [r for r in results if r["status"] not in ("created", "unchanged")]
         if bad:
             raise RuntimeError(f"demo {entity} refused: {bad[0]}")

@@ -1,14 +1,23 @@
 """Reading and writing entity records: cursor pages, batch upserts, number blocks.
 
+Records are read from the entity's bookkeeping table (id, version, feed position; see
+``capture``) joined with its table, so that a row another program deleted is served as a
+tombstone. Writes go to the entity's table only: its triggers raise the version and queue
+the change for the feed, for the API's writes exactly as for any other program's. Before a
+page is read, the changes that wait for a place in the feed are given one.
+
 A push is one transaction per batch. It first locks the entity's change counter, which
-serialises writers of that entity, so that version checks, number uniqueness and the
-change sequence need no further locking and ``seq`` order is commit order.
+serialises the API's writers of that entity (number uniqueness needs no further locking),
+then the rows it is about to change, so that another program's write to one of them either
+commits before the batch reads it (and is seen: a stale ``base_version`` is a conflict) or
+waits until the batch has committed. Other programs' writes to other rows never wait.
 
 A pushed record may carry only some fields. A field it leaves out keeps the value the
 server stores (for a new record: null, but ``created_at`` and ``updated_at``, which take
 the server's time); a field sent as null is cleared. An update that leaves out
 ``updated_at`` and changes something gets the server's time there. A new record must
-carry the required fields (a customer's ``name``); no record may clear them.
+carry the required fields (a customer's ``name``); no record may clear them. Columns the
+contract does not know are never written, but on insert, where the map gives their value.
 
 For each record of a batch the outcome is:
 
@@ -28,7 +37,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 
 from craftsync.contract.records import (
     NUMBER_FIELDS,
@@ -40,7 +61,9 @@ from craftsync.contract.records import (
     required_fields,
     validate_fields,
 )
-from craftsync.server.schema import TABLES, counters, number_blocks
+from craftsync.server.capture import has_pending, sequence
+from craftsync.server.catalog import Catalog, EntityTables
+from craftsync.server.schema import counters, number_blocks
 
 #: Page size when a client names none, and the most it may ask for.
 DEFAULT_LIMIT: Final = 500
@@ -49,10 +72,24 @@ MAX_LIMIT: Final = 5000
 MAX_BATCH: Final = 5000
 #: The largest block of numbers one request may reserve.
 MAX_NUMBER_BLOCK: Final = 10_000
+#: Bound parameters per IN (...) list.
+_CHUNK: Final = 1000
+
+
+def settle(engine: Engine, catalog: Catalog, entity: str) -> int:
+    """Give the entity's committed pending changes their places in the feed (see
+    ``capture.sequence``); returns how many. Cheap when none waits."""
+    book = catalog[entity].book
+    with engine.connect() as conn:
+        if not has_pending(conn, book):
+            return 0
+    with engine.connect().execution_options(write=True) as conn, conn.begin():
+        return sequence(conn, book, counters, entity)
 
 
 def pull(
     conn: Connection,
+    catalog: Catalog,
     entity: str,
     *,
     since: int = 0,
@@ -61,11 +98,12 @@ def pull(
     count: bool = False,
 ) -> dict[str, Any]:
     """One page of changes after cursor ``since``, in change order (keyset pagination)."""
-    table = TABLES[entity]
-    where = [table.c.seq > since]
+    book = catalog[entity].book
+    where = [book.c.seq > since]
     if updated_since is not None:
-        where.append(table.c.changed_at >= updated_since)
-    rows = conn.execute(select(table).where(*where).order_by(table.c.seq).limit(limit + 1)).all()
+        where.append(book.c.changed_at >= updated_since)
+    query = record_query(catalog, entity).where(*where).order_by(book.c.seq).limit(limit + 1)
+    rows = conn.execute(query).all()
     page = rows[:limit]
     answer: dict[str, Any] = {
         "records": [to_record(entity, row) for row in page],
@@ -73,26 +111,54 @@ def pull(
         "has_more": len(rows) > limit,
     }
     if count:
-        answer["remaining"] = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+        answer["remaining"] = conn.execute(select(func.count()).select_from(book).where(*where)).scalar_one()
     return answer
 
 
-def get(conn: Connection, entity: str, record_id: str) -> dict[str, Any] | None:
+def get(conn: Connection, catalog: Catalog, entity: str, record_id: str) -> dict[str, Any] | None:
     """One record by id, tombstones included."""
-    table = TABLES[entity]
-    row = conn.execute(select(table).where(table.c.id == record_id)).first()
+    book = catalog[entity].book
+    row = conn.execute(record_query(catalog, entity).where(book.c.id == record_id)).first()
     return to_record(entity, row) if row else None
 
 
+def record_query(catalog: Catalog, entity: str) -> Select[Any]:
+    """Every record of ``entity`` with what ``to_record`` needs: the bookkeeping row, joined
+    with the table's row when there still is one; a reference to an entity keyed by integers
+    is read back as the referenced record's id."""
+    tables = catalog[entity]
+    book = tables.book
+    source = book.outerjoin(tables.rows, tables.key == book.c.row_key)
+    columns: list[Any] = [
+        book.c.id, book.c.version, book.c.seq, book.c.row_key,
+        book.c.deleted_at.label("gone_at"), tables.key.label("present_key"),
+    ]
+    for name in data_fields(entity)[1:]:
+        column = tables.column(name)
+        target = REFERENCES[entity].get(name)
+        if column is None:
+            columns.append(null().label(name))
+        elif target and not catalog[target].map.key_is_id:
+            referenced = catalog[target].book.alias(f"ref_{name}")
+            source = source.outerjoin(referenced, referenced.c.row_key == column)
+            columns.append(referenced.c.id.label(name))
+        else:
+            columns.append(column.label(name))
+    return select(*columns).select_from(source)
+
+
 def to_record(entity: str, row: Row[Any]) -> dict[str, Any]:
-    """A stored row as it goes on the wire: its data fields and its version."""
+    """A stored row as it goes on the wire: its data fields and its version. A record whose
+    row is gone is a tombstone, deleted when its row was."""
     mapping = row._mapping
     record = {name: mapping[name] for name in data_fields(entity)}
+    if mapping["present_key"] is None:
+        record["deleted_at"] = record["deleted_at"] or mapping["gone_at"]
     record["version"] = mapping["version"]
     return record
 
 
-def push(engine: Engine, entity: str, raws: Sequence[Any]) -> list[dict[str, Any]]:
+def push(engine: Engine, catalog: Catalog, entity: str, raws: Sequence[Any]) -> list[dict[str, Any]]:
     """Apply a batch of records in one transaction; one result per record, in order."""
     results: list[dict[str, Any] | None] = [None] * len(raws)
     valid: list[tuple[int, dict[str, Any], int | None]] = []
@@ -105,7 +171,7 @@ def push(engine: Engine, entity: str, raws: Sequence[Any]) -> list[dict[str, Any
         valid.append((index, data, base))
     if valid:
         with engine.connect().execution_options(write=True) as conn, conn.begin():
-            batch = _Batch(conn, entity, [data for _, data, _ in valid])
+            batch = _Batch(conn, catalog, entity, [data for _, data, _ in valid])
             for index, data, base in valid:
                 results[index] = batch.apply(data, base)
             batch.flush()
@@ -148,22 +214,24 @@ def _result(raw: Any, status: str, **extra: Any) -> dict[str, Any]:
 class _Batch:
     """The state of one batch upsert: what the database holds, and what to write."""
 
-    def __init__(self, conn: Connection, entity: str, records: list[dict[str, Any]]) -> None:
+    def __init__(self, conn: Connection, catalog: Catalog, entity: str, records: list[dict[str, Any]]) -> None:
         self.conn = conn
+        self.catalog = catalog
         self.entity = entity
-        self.table: Table = TABLES[entity]
+        self.tables: EntityTables = catalog[entity]
         self.fields = data_fields(entity)
         self.number_field = NUMBER_FIELDS.get(entity)
-        # The lock on the change counter is what serialises writers; take it first.
-        self.seq = conn.execute(
-            select(counters.c.value).where(counters.c.name == entity).with_for_update()
-        ).scalar_one()
-        self.start_seq = self.seq
+        self.soft_delete = self.tables.column("deleted_at") is not None
+        # The lock on the change counter serialises the API's writers; take it first.
+        conn.execute(select(counters.c.value).where(counters.c.name == entity).with_for_update()).scalar_one()
+        #: id -> (the row's key, whether the row is there), for every stored record sent.
+        self.keys: dict[str, tuple[Any, bool]] = {}
         self.current = self._load_current({r["id"] for r in records})
-        self.existing_refs = self._load_references(records)
+        self.references = self._load_references(records)
         self.numbers = self._load_live_numbers(records)
         self.inserts: dict[str, dict[str, Any]] = {}
         self.updates: dict[str, dict[str, Any]] = {}
+        self.deletes: dict[str, str] = {}
         self.now = now_iso()
 
     def apply(self, sent: dict[str, Any], base: int | None) -> dict[str, Any]:
@@ -171,13 +239,17 @@ class _Batch:
         current = self.current.get(sent["id"])
         data = self._whole_record(sent, current)
         missing = [name for name in required_fields(self.entity) if data[name] is None]
-        if missing:  # a new record without them (an update cannot clear them: its type refuses null)
+        if missing and not (current is not None and data["deleted_at"] is not None):
+            # A new record without them (an update cannot clear them: its type refuses null),
+            # or one brought back after another program deleted its row.
             reason = "; ".join(f"{name}: Field required" for name in missing)
             return {"id": sent["id"], "status": "rejected", "reason": reason}
         if current is not None and self._same_content(sent, data, current, base):
             return self._answer("unchanged", sent, current)
         if current is not None and base != current["version"]:
             return {"id": sent["id"], "status": "conflict", "version": current["version"], "record": current}
+        if current is not None and data["deleted_at"] is not None and not self._present(sent["id"]):
+            return self._answer("unchanged", sent, current)  # deleted here, its row already gone
         reason = self._dangling_reference(sent)
         if reason:
             return {"id": sent["id"], "status": "rejected", "reason": reason}
@@ -193,6 +265,9 @@ class _Batch:
             data = self._tombstone_number(data, current)
         return self._stage(sent, data, current, note)
 
+    def _present(self, record_id: str) -> bool:
+        return self.keys.get(record_id, (None, False))[1]
+
     def _whole_record(self, sent: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
         """Every field of the record a push describes: the fields sent, over what the server
         holds (an update) or over nulls and the server's time as both timestamps (a create)."""
@@ -203,32 +278,82 @@ class _Batch:
         return {**blank, **sent}
 
     def flush(self) -> None:
-        """Write the staged rows and move the change counter past them."""
+        """Write the staged rows; the triggers do the bookkeeping."""
+        tables, conn = self.tables, self.conn
+        key = tables.map.key
         if self.inserts:
-            self.conn.execute(insert(self.table), list(self.inserts.values()))
+            keyed = {rid: row for rid, row in self.inserts.items() if key in row}
+            if keyed:
+                conn.execute(insert(tables.rows), list(keyed.values()))
+            unkeyed = [(rid, row) for rid, row in self.inserts.items() if key not in row]
+            if unkeyed:  # the database numbers the rows; the bookkeeping takes the devices' ids
+                made = conn.execute(
+                    insert(tables.rows).returning(tables.key, sort_by_parameter_order=True),
+                    [row for _, row in unkeyed],
+                ).scalars().all()
+                conn.execute(
+                    update(tables.book).where(tables.book.c.row_key == bindparam("made_key")).values(
+                        id=bindparam("device_id")
+                    ),
+                    [{"made_key": made_key, "device_id": rid} for (rid, _), made_key in zip(unkeyed, made)],
+                )
         if self.updates:
-            self.conn.execute(
-                update(self.table).where(self.table.c.id == bindparam("key")),
-                [{"key": key, **row} for key, row in self.updates.items()],
+            conn.execute(
+                update(tables.rows).where(tables.key == bindparam("row_key_")),
+                [{"row_key_": self.keys[rid][0], **row} for rid, row in self.updates.items()],
             )
-        if self.seq != self.start_seq:
-            self.conn.execute(update(counters).where(counters.c.name == self.entity).values(value=self.seq))
+        if self.deletes:
+            keys = [self.keys[rid][0] for rid in self.deletes]
+            for start in range(0, len(keys), _CHUNK):
+                conn.execute(delete(tables.rows).where(tables.key.in_(keys[start : start + _CHUNK])))
+            conn.execute(
+                update(tables.book).where(tables.book.c.id == bindparam("gone_id")).values(
+                    deleted_at=bindparam("gone_at")
+                ),
+                [{"gone_id": rid, "gone_at": when} for rid, when in self.deletes.items()],
+            )
 
     def _stage(
         self, sent: dict[str, Any], data: dict[str, Any], current: dict[str, Any] | None, note: str | None
     ) -> dict[str, Any]:
-        self.seq += 1
-        version = current["version"] + 1 if current else 1
-        row = {**data, "version": version, "seq": self.seq, "changed_at": self.now}
-        target = self.inserts if current is None or data["id"] in self.inserts else self.updates
-        target[data["id"]] = row
+        record_id = data["id"]
+        version = current["version"] + 1 if current else 1  # the triggers raise it by one per write
+        if data["deleted_at"] is not None and not self.soft_delete:
+            self.deletes[record_id] = data["deleted_at"]  # no column to mark it: the row goes
+        elif record_id in self.inserts or not self._present(record_id):
+            self.inserts[record_id] = self._row(data, new=record_id not in self.keys)
+        else:
+            self.updates[record_id] = self._row(data)
         stored = {**data, "version": version}
-        self.current[data["id"]] = stored
+        self.current[record_id] = stored
         status = "created" if current is None else "updated"
         answer = self._answer(status, sent, stored)
         if note:
             answer["reason"] = note
         return answer
+
+    def _row(self, data: dict[str, Any], *, new: bool = False) -> dict[str, Any]:
+        """The columns to write for a record: the mapped fields (a reference as the referenced
+        row's key), and for a new row the values the map gives for the table's other columns.
+        The key goes too, but for a new row of a table whose database assigns keys."""
+        tables = self.tables
+        row: dict[str, Any] = {}
+        for name in self.fields:
+            column = tables.map.column(name)
+            if column is None or name == "id":
+                continue
+            value = data[name]
+            target = REFERENCES[self.entity].get(name)
+            if target and value is not None:
+                value = self.references[target][value]
+            row[column] = value
+        if tables.map.key_is_id:
+            row[tables.map.key] = data["id"]
+        elif not new:
+            row[tables.map.key] = self.keys[data["id"]][0]
+        if new or not self._present(data["id"]):
+            row.update({name: value for name, value in tables.map.defaults.items() if name not in row})
+        return row
 
     def _answer(self, status: str, sent: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = {"id": stored["id"], "status": status, "version": stored["version"]}
@@ -246,11 +371,11 @@ class _Batch:
         return all(data[name] == current[name] for name in self.fields if name != skip)
 
     def _dangling_reference(self, sent: dict[str, Any]) -> str | None:
-        """A reference the record sends that names no record. One it leaves out is the
-        stored one, which the foreign key keeps valid."""
+        """A reference the record sends that names no record with a row. One it leaves out
+        is the stored one, which the foreign key keeps valid."""
         for field, target in REFERENCES[self.entity].items():
             value = sent.get(field)
-            if value is not None and value not in self.existing_refs[target]:
+            if value is not None and value not in self.references[target]:
                 return f"{field}: refers to no record of {target} (push {target} first)"
         return None
 
@@ -283,30 +408,49 @@ class _Batch:
         return {**data, field: number}
 
     def _next_number(self) -> str:
-        """The counter's next number that no live record holds: clients may choose numbers of
-        the counter's own form (Q-000001), which the counter has not handed out."""
+        """The counter's next number that no live record holds: clients and other programs
+        may choose numbers of the counter's own form (Q-000001) it has not handed out."""
         while True:
             number = format_number(self.entity, _advance(self.conn, f"{self.entity}.number", 1))
             if number not in self.numbers and not self._held_by_live_record(number):
                 return number
 
+    def _live(self, query: Select[Any]) -> Select[Any]:
+        deleted = self.tables.column("deleted_at")
+        return query if deleted is None else query.where(deleted.is_(None))
+
     def _held_by_live_record(self, number: str) -> bool:
-        """Whether a live record in the database holds ``number`` (one bound parameter)."""
-        column = self.table.c[self.number_field or ""]
-        query = select(self.table.c.id).where(column == number, self.table.c.deleted_at.is_(None)).limit(1)
+        """Whether a live row in the database holds ``number`` (one bound parameter)."""
+        column = self.tables.column(self.number_field or "")
+        assert column is not None
+        query = self._live(select(self.tables.key).where(column == number).limit(1))
         return self.conn.execute(query).first() is not None
 
     def _load_current(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        rows = _select_in(self.conn, self.table, self.table.c.id, ids)
+        """The stored records of ``ids``, read after their rows are locked: another program's
+        write to one of them has either committed before, or waits for this batch."""
+        tables, ids = self.tables, list(ids)
+        book = tables.book
+        known = _select_in(self.conn, select(book.c.id, book.c.row_key), book.c.id, ids)
+        if self.conn.dialect.name != "sqlite" and known:  # SQLite: the batch holds the file's write lock
+            keys = sorted(row.row_key for row in known)
+            _select_in(self.conn, select(tables.key).with_for_update(of=tables.rows), tables.key, keys)
+        rows = _select_in(self.conn, record_query(self.catalog, self.entity), book.c.id, ids)
+        self.keys = {row.id: (row.row_key, row.present_key is not None) for row in rows}
         return {row.id: to_record(self.entity, row) for row in rows}
 
-    def _load_references(self, records: list[dict[str, Any]]) -> dict[str, set[str]]:
-        """Which referenced ids exist (tombstones included: the foreign keys hold for them too)."""
-        found: dict[str, set[str]] = {}
+    def _load_references(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The key of each referenced record whose row exists (tombstones that keep their
+        row included: the foreign keys hold for them too), by id."""
+        found: dict[str, dict[str, Any]] = {}
         for field, target in REFERENCES[self.entity].items():
             wanted = {r[field] for r in records if r.get(field) is not None}
-            table = TABLES[target]
-            found[target] = {row.id for row in _select_in(self.conn, table, table.c.id, wanted, table.c.id)}
+            tables = self.catalog[target]
+            query = select(tables.book.c.id, tables.key).select_from(
+                tables.book.join(tables.rows, tables.key == tables.book.c.row_key)
+            )
+            rows = _select_in(self.conn, query, tables.book.c.id, wanted)
+            found.setdefault(target, {}).update({row[0]: row[1] for row in rows})
         return found
 
     def _load_live_numbers(self, records: list[dict[str, Any]]) -> dict[str, str]:
@@ -315,22 +459,22 @@ class _Batch:
         record took it while it was deleted)."""
         if not self.number_field:
             return {}
-        field = self.number_field
-        column = self.table.c[field]
+        field, tables = self.number_field, self.tables
+        column = tables.column(field)
+        assert column is not None
         wanted = {r[field] for r in records if r.get(field)} | {c[field] for c in self.current.values() if c[field]}
-        rows = _select_in(self.conn, self.table, column, wanted, self.table.c.id, column, live_only=True)
-        return {row[1]: row[0] for row in rows}
+        query = self._live(
+            select(tables.book.c.id, column).select_from(
+                tables.rows.join(tables.book, tables.book.c.row_key == tables.key)
+            )
+        )
+        return {row[1]: row[0] for row in _select_in(self.conn, query, column, wanted)}
 
 
-def _select_in(
-    conn: Connection, table: Table, column: Any, values: Iterable[Any], *columns: Any, live_only: bool = False
-) -> list[Row[Any]]:
-    """Rows whose ``column`` is one of ``values``, fetched in chunks of bound parameters."""
+def _select_in(conn: Connection, query: Select[Any], column: Any, values: Iterable[Any]) -> list[Row[Any]]:
+    """The rows of ``query`` whose ``column`` is one of ``values``, in chunks of bound parameters."""
     values = list(values)
     rows: list[Row[Any]] = []
-    for start in range(0, len(values), 1000):
-        query = select(*(columns or (table,))).where(column.in_(values[start : start + 1000]))
-        if live_only:
-            query = query.where(table.c.deleted_at.is_(None))
-        rows.extend(conn.execute(query).all())
+    for start in range(0, len(values), _CHUNK):
+        rows.extend(conn.execute(query.where(column.in_(values[start : start + _CHUNK]))).all())
     return rows

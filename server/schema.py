@@ -1,11 +1,11 @@
-"""The central database's tables (SQLAlchemy Core).
+"""The central database's tables (SQLAlchemy Core), as CraftSync creates them.
 
 Each entity table holds the contract's fields (``contract.records``: names, order, kinds
-and lengths come from its models) plus two of the server's own:
-``version``, raised on every change of the record, and ``seq``, the entity's change
-sequence. Every write takes the next ``seq`` values from ``counters`` while holding that
-counter's row lock, so ``seq`` order is commit order: a reader paging by ``seq`` can never
-step over a change that commits later with a smaller number.
+and lengths come from its models) and nothing else: what the server needs to version and
+order changes lives beside it, in the entity's bookkeeping table (``craftsync_<entity>``,
+see ``capture``), which triggers keep for every writer. A database a business already had
+keeps its own tables instead (``mapping``); the bookkeeping, counters and number blocks are
+the same for both.
 
 Times are stored as canonical ISO-8601 UTC strings (see ``contract.records``), which sort
 correctly as text on every backend; money is ``NUMERIC``. The migrations in
@@ -33,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
+from craftsync.server.capture import book_table
+from craftsync.server.mapping import NATIVE
 from craftsync.contract.records import (
     MONEY_PRECISION,
     NUMBER_FIELDS,
@@ -89,18 +91,9 @@ def _percent() -> ExactDecimal:
     return ExactDecimal(*PERCENT_PRECISION)
 
 
-def _bookkeeping(entity: str) -> list[Column | Index]:
-    """Columns and indexes every entity table has for versioning and change order."""
-    return [
-        Column("created_at", TIME),
-        Column("updated_at", TIME),
-        Column("deleted_at", TIME),
-        Column("version", Integer, nullable=False),
-        Column("seq", BigInteger, nullable=False),
-        Column("changed_at", TIME, nullable=False),
-        Index(f"ix_{entity}_seq", "seq", unique=True),
-        Index(f"ix_{entity}_changed_at", "changed_at"),
-    ]
+def _times() -> list[Column]:
+    """The times every record carries."""
+    return [Column("created_at", TIME), Column("updated_at", TIME), Column("deleted_at", TIME)]
 
 
 def _column(entity: str, name: str) -> Column:
@@ -130,15 +123,15 @@ _COLUMN_TYPES: Final[dict[Kind, Callable[[], Any]]] = {
 
 
 def _entity_table(entity: str) -> Table:
-    """An entity's table: its id, its own fields and its times as the contract lists them,
-    then the server's bookkeeping; a quote's or order's number is indexed."""
+    """An entity's table: its id, its own fields and its times as the contract lists them;
+    a quote's or order's number is indexed."""
     number = NUMBER_FIELDS.get(entity)
     return Table(
         entity,
         metadata,
         Column("id", ID, primary_key=True),
         *(_column(entity, name) for name in own_fields(entity)),
-        *_bookkeeping(entity),
+        *_times(),
         *([Index(f"ix_{entity}_{number}", number)] if number else []),
     )
 
@@ -150,7 +143,7 @@ orders = _entity_table("orders")
 #: Named counters: each entity's change sequence, and the numbers handed out for quotes
 #: and orders ("quotes.number"). A row lock on a counter serialises its writers.
 counters = Table(
-    "counters",
+    "craftsync_counters",
     metadata,
     Column("name", String(40), primary_key=True),
     Column("value", BigInteger, nullable=False),
@@ -159,7 +152,7 @@ counters = Table(
 #: Every block of quote/order numbers handed to a device, so that an audit can tell who
 #: owned a number.
 number_blocks = Table(
-    "number_blocks",
+    "craftsync_number_blocks",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("entity", String(20), nullable=False),
@@ -170,3 +163,5 @@ number_blocks = Table(
 )
 
 TABLES: Final = {"customers": customers, "quotes": quotes, "orders": orders}
+#: Each entity's bookkeeping table (``capture``).
+BOOKS: Final = {entity: book_table(NATIVE[entity], metadata) for entity in TABLES}

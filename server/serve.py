@@ -19,7 +19,7 @@ def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # each start's migration check is routine
     app = create_app(settings)
-    if demo and seed(app.extensions["craftsync.engine"]):
+    if demo and seed(app.extensions["craftsync.engine"], app.extensions["craftsync.catalog"]):
         print("Seeded the demo database.", flush=True)
     print(f"CraftSync API on http://{host}:{port}/api (database: {_safe_url(settings.database_url)})", flush=True)
     waitress_serve(app, host=host, port=port, threads=THREADS, ident="craftsync", clear_untrusted_proxy_headers=True)

@@ -57,7 +57,7 @@ def version_of(database_url: str, entity: str, record_id: str) -> int:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT version FROM {entity} WHERE id = :id"), {"id": record_id}).scalar_one())
+            return int(conn.execute(text(f"SELECT version FROM craftsync_{entity} WHERE id = :id"), {"id": record_id}).scalar_one())
     finally:
         engine.dispose()
 
@@ -242,9 +242,10 @@ def test_columns_the_contract_does_not_know_are_never_touched_by_a_push(
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE customers ADD COLUMN loyalty_tier VARCHAR(20)"))
         conn.execute(text("UPDATE customers SET loyalty_tier = 'gold' WHERE id = :id"), {"id": record["id"]})
+    # (which raised the record's version, as every write does)
     # When clients push a partial update and a whole record
-    assert post(client, "customers", {"id": record["id"], "base_version": 1, "phone": "1"})[1]["status"] == "updated"
-    whole = {**record, "phone": "2", "base_version": 2}
+    assert post(client, "customers", {"id": record["id"], "base_version": 2, "phone": "1"})[1]["status"] == "updated"
+    whole = {**record, "phone": "2", "base_version": 3}
     assert post(client, "customers", whole)[1]["status"] == "updated"
     # Then the column holds what the other program wrote
     with engine.connect() as conn:

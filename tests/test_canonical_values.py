@@ -256,6 +256,6 @@ def _version(database_url: str, entity: str, record_id: str) -> int:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT version FROM {entity} WHERE id = :id"), {"id": record_id}).scalar_one())
+            return int(conn.execute(text(f"SELECT version FROM craftsync_{entity} WHERE id = :id"), {"id": record_id}).scalar_one())
     finally:
         engine.dispose()

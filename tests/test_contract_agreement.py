@@ -26,9 +26,9 @@ from craftsync.contract.records import (
 from craftsync.server.db import make_engine, migrate
 from craftsync.worker import store
 
-#: The server's own columns after the contract's fields: the record's version and its place
-#: in the entity's change sequence.
-SERVER_BOOKKEEPING = ("version", "seq", "changed_at")
+#: The columns of an entity's bookkeeping table beside it: the row's key, the record's id and
+#: version, its place in the change feed, when it changed, and when its row went.
+SERVER_BOOKKEEPING = ["row_key", "id", "version", "seq", "changed_at", "deleted_at"]
 
 
 def stored_order(entity: str) -> list[str]:
@@ -53,8 +53,11 @@ def test_server_tables_local_tables_and_contract_hold_the_same_fields(database_u
                 assert sorted(contract) == sorted(data_fields(entity)), entity
 
                 # Then the server's table has the contract's fields, in order, and its bookkeeping
+                # lives beside it
                 columns = {column["name"]: column for column in inspector.get_columns(entity)}
-                assert list(columns) == [*contract, *SERVER_BOOKKEEPING], entity
+                assert list(columns) == contract, entity
+                book = [column["name"] for column in inspector.get_columns(f"craftsync_{entity}")]
+                assert book == SERVER_BOOKKEEPING, entity
                 # And each text column is as long as the contract lets the field be
                 for name in contract:
                     limit = max_length(entity, name)

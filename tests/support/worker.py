@@ -180,12 +180,14 @@ class Central(ServerReads):
 
     def bookkeeping(self, entity: str) -> tuple[dict[str, int], list[int], int]:
         """Raw from the central database: every record's ``version`` by id, every ``seq`` of
-        the entity's change feed, and its counter (the last ``seq`` handed out)."""
+        the entity's change feed, and its counter (the last ``seq`` handed out). A page of the
+        feed is read first, as a device would, so that every committed change has its place."""
+        assert self.http.get(f"/{entity}", params={"limit": 1}).status_code == 200
         engine = create_engine(self.database_url)
         try:
             with engine.connect() as conn:
-                rows = conn.execute(text(f"SELECT id, version, seq FROM {entity}")).all()
-                counter = conn.execute(text("SELECT value FROM counters WHERE name = :name"), {"name": entity}).scalar()
+                rows = conn.execute(text(f"SELECT id, version, seq FROM craftsync_{entity}")).all()
+                counter = conn.execute(text("SELECT value FROM craftsync_counters WHERE name = :name"), {"name": entity}).scalar()
         finally:
             engine.dispose()
         return {row[0]: row[1] for row in rows}, [row[2] for row in rows], int(counter or 0)
