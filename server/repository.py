@@ -440,11 +440,12 @@ class _Batch:
         return {row.id: to_record(self.entity, row) for row in rows}
 
     def _load_references(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The key of each referenced record whose row exists (tombstones that keep their
-        row included: the foreign keys hold for them too), by id."""
+        """The key of each record referenced, by the batch or by what it updates, whose row
+        exists (tombstones that keep their row included: the foreign keys hold for them too),
+        by id."""
         found: dict[str, dict[str, Any]] = {}
         for field, target in REFERENCES[self.entity].items():
-            wanted = {r[field] for r in records if r.get(field) is not None}
+            wanted = {r[field] for r in [*records, *self.current.values()] if r.get(field) is not None}
             tables = self.catalog[target]
             query = select(tables.book.c.id, tables.key).select_from(
                 tables.book.join(tables.rows, tables.key == tables.book.c.row_key)

@@ -176,7 +176,8 @@ def test_pushed_records_come_back_on_pull(app: Flask) -> None:
     assert [(r["id"], r["status"], r["version"]) for r in results] == [(r["id"], "created", 1) for r in records]
     # (in change order: changes made in one millisecond come in id order)
     assert [r["id"] for r in page.records] == sorted(r["id"] for r in records)
-    assert all(r["version"] == 1 and r["name"] == sent["name"] for r, sent in zip(page.records, records))
+    sent = {r["id"]: r for r in records}
+    assert all(r["version"] == 1 and r["name"] == sent[r["id"]]["name"] for r in page.records)
     assert page.has_more is False and page.next_cursor != "0" and page.remaining is None
 
 
