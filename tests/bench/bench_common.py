@@ -1,6 +1,6 @@
 """What the benchmark scripts in this folder share: the API key of their servers, the
-customers they send, a fresh PostgreSQL database, CPU and machine notes, and the doc they
-write their sections into. (Processes, ports, the server, Redis and events come from
+customers they send, a fresh PostgreSQL or MariaDB database, CPU and machine notes, and the
+doc they write their sections into. (Processes, ports, the server, Redis and events come from
 ``tests.support.process``, shared with the tests.)
 
 Imported as ``tests.bench.bench_common``: each script puts the repository root on
@@ -39,6 +39,9 @@ API_KEY: Final = "bench-" + secrets.token_hex(8)
 POSTGRES_ADMIN_URL: Final = os.environ.get(
     "CRAFTSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+MARIADB_ADMIN_URL: Final = os.environ.get("CRAFTSYNC_BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql")
+#: The paragraph a person writes under a section's figures; a script's rewrite keeps it.
+READING: Final = "**Reading it.**"
 
 
 # --------------------------------------------------------------------------- records
@@ -112,6 +115,26 @@ def postgres_database(prefix: str) -> Iterator[tuple[str, str, str]]:
         admin.dispose()
 
 
+@contextmanager
+def mariadb_database(prefix: str) -> Iterator[tuple[str, str, str]]:
+    """A fresh MariaDB/MySQL database ``<prefix><random>`` next to MARIADB_ADMIN_URL, dropped
+    at the end: its SQLAlchemy URL, its name and the server's version."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}{secrets.token_hex(6)}"
+    admin = create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        version = str(conn.execute(text("SELECT VERSION()")).scalar_one()).split("-")[0]
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False), name, version
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -172,7 +195,8 @@ def section_head(section: str, command: str, machine: str) -> list[str]:
 
 def write_doc(path: Path, section: str, text: str) -> None:
     """Replace the section headed ``section`` of the benchmarks doc (read just now) with
-    ``text``, or append it, or create the doc with it; the rest of the doc stays."""
+    ``text``, or append it, or create the doc with it; the rest of the doc stays, and so does
+    the section's hand-written ``**Reading it.**`` text when ``text`` brings none."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(INTRO + "\n" + text)
@@ -183,6 +207,18 @@ def write_doc(path: Path, section: str, text: str) -> None:
         body = "".join(lines).rstrip("\n") + "\n\n" + text
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        text = _keep_reading(lines[start:end], text)
         tail = "".join(lines[end:])
         body = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
     path.write_text(body)
+
+
+def _keep_reading(old: list[str], text: str) -> str:
+    """``text`` followed by the old section's lines from its ``**Reading it.**`` on, when
+    ``text`` has no such paragraph of its own."""
+    if READING in text:
+        return text
+    at = next((i for i, line in enumerate(old) if line.startswith(READING)), None)
+    if at is None:
+        return text
+    return text.rstrip("\n") + "\n\n" + "".join(old[at:]).rstrip("\n") + "\n"
