@@ -14,7 +14,7 @@ A change that commits later is numbered by a later ``sequence``, so it always ge
 position than any a reader has already seen: a reader paging by cursor can never step over
 it. The writers themselves take no shared lock: a long transaction of another program holds
 up only writers of the same rows, never the rest of the table, and never the feed (the
-numbering skips rows that a running transaction holds).
+numbering passes over rows that a running transaction holds: ``FOR UPDATE SKIP LOCKED``).
 
 Per backend: SQLite and MariaDB/MySQL fire a trigger per row; PostgreSQL fires one per
 statement, with the statement's rows as transition tables, so that a 1,000-row INSERT costs
@@ -25,7 +25,20 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import BigInteger, Column, Connection, Index, Integer, MetaData, String, Table, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Dialect
 
 from craftsync.server.mapping import EntityMap
@@ -177,13 +190,17 @@ def sequence(conn: Connection, book: Table, counters: Table, entity: str) -> int
     d = _dialect(conn.dialect)
     name = _quote(d, book.name)
     if d == "mysql":
-        # A single-table UPDATE numbers rows in its ORDER BY; under READ COMMITTED it passes
-        # over rows that running transactions have written and not yet committed.
+        # Lock what can be numbered now, passing over rows that running transactions hold,
+        # then number those rows in order: a single-table UPDATE follows its ORDER BY.
+        keys = conn.execute(text(
+            f"SELECT row_key FROM {name} WHERE seq IS NULL ORDER BY changed_at, row_key FOR UPDATE SKIP LOCKED"
+        )).scalars().all()
         conn.execute(text("SET @craftsync_seq = :last"), {"last": last})
-        done = conn.execute(text(
+        number = text(
             f"UPDATE {name} SET seq = (@craftsync_seq := @craftsync_seq + 1) "
-            "WHERE seq IS NULL ORDER BY changed_at, row_key"
-        )).rowcount
+            "WHERE row_key IN :keys ORDER BY changed_at, row_key"
+        ).bindparams(bindparam("keys", expanding=True))
+        done = sum(conn.execute(number, {"keys": keys[i : i + 1000]}).rowcount for i in range(0, len(keys), 1000))
     else:
         lock = " FOR UPDATE SKIP LOCKED" if d == "postgresql" else ""
         done = conn.execute(text(
