@@ -18,7 +18,7 @@ from sqlalchemy import types as sqltypes
 
 from craftsync.contract.records import ENTITIES, MONEY_PRECISION, PERCENT_PRECISION, Kind, field_kind
 from craftsync.server.capture import book_table
-from craftsync.server.mapping import NATIVE, EntityMap, load_maps
+from craftsync.server.mapping import NATIVE, EntityMap, stored_maps
 from craftsync.server.schema import BOOKS, TABLES, ExactDecimal
 
 
@@ -29,10 +29,17 @@ class IsoTime(TypeDecorator[str]):
     impl = sqltypes.DateTime
     cache_ok = True
 
+    def __init__(self, timezone: bool = False) -> None:
+        super().__init__(timezone=timezone)
+        self.timezone = timezone  # part of the statement cache's key
+
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
         if value is None:
             return None
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).replace(tzinfo=None)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        # A column WITH TIME ZONE takes the moment itself; one without, the UTC wall time.
+        return moment if self.impl.timezone else moment.replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Any) -> str | None:
         if value is None:
@@ -71,7 +78,7 @@ def contract_type(kind: Kind, column_type: Any) -> Any | None:
         return ExactDecimal(precision, scale) if numeric or textual else None
     if kind is Kind.TIME:
         if isinstance(column_type, sqltypes.DateTime):
-            return IsoTime()
+            return IsoTime(timezone=bool(column_type.timezone))
         return column_type if textual else None
     if kind is Kind.DATE:
         if isinstance(column_type, sqltypes.Date) and not isinstance(column_type, sqltypes.DateTime):
@@ -81,6 +88,15 @@ def contract_type(kind: Kind, column_type: Any) -> Any | None:
         integer = isinstance(column_type, sqltypes.Integer)
         return column_type if integer or textual else None
     return None
+
+
+def _as_written(column_type: Any) -> Any:
+    """The type that takes a mapping file's value (text for a date or a time) in a column."""
+    if isinstance(column_type, sqltypes.DateTime):
+        return IsoTime(timezone=bool(column_type.timezone))
+    if isinstance(column_type, sqltypes.Date):
+        return IsoDate()
+    return column_type
 
 
 @dataclass(frozen=True)
@@ -111,8 +127,8 @@ class Catalog(dict[str, EntityTables]):
     def load(cls, engine: Engine) -> Catalog:
         """The catalog of the database behind ``engine`` (migrated or adopted)."""
         with engine.connect() as conn:
-            maps = load_maps(conn)
-            return cls.native() if maps == NATIVE else cls.build(conn, maps)
+            maps = stored_maps(conn)
+            return cls.native() if maps is None else cls.build(conn, maps)
 
     @classmethod
     def build(cls, conn: Connection, maps: dict[str, EntityMap]) -> Catalog:
@@ -128,7 +144,8 @@ class Catalog(dict[str, EntityTables]):
                 kind_type = contract_type(field_kind(entity, name), reported[column]["type"])
                 columns.append(Column(column, kind_type if kind_type is not None else Text()))
             named = {c.name for c in columns}
-            columns += [Column(name, reported[name]["type"]) for name in entity_map.defaults if name not in named]
+            columns += [Column(name, _as_written(reported[name]["type"])) for name in entity_map.defaults
+                        if name not in named]
             rows = Table(entity_map.table, metadata, *columns)
             catalog[entity] = EntityTables(entity_map, rows, book_table(entity_map, metadata))
         return catalog

@@ -58,6 +58,31 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_server_adopt(args: argparse.Namespace, settings: Settings) -> int:
+    """Make the database of DATABASE_URL syncable (server/adopt.py); each problem found is a
+    line on stderr, and nothing is changed."""
+    from craftsync.server.adopt import AdoptionError, adopt, load_config
+    from craftsync.server.config import ServerSettings
+
+    try:
+        requests = load_config(Path(args.config)) if args.config else None
+        report = adopt(ServerSettings.from_env().database_url, requests, dry_run=args.dry_run)
+    except AdoptionError as exc:
+        for problem in exc.problems[:-1]:
+            _say(problem)
+        raise UsageError(exc.problems[-1] + ("" if len(exc.problems) == 1 else
+                                             f" ({len(exc.problems)} problems; nothing was changed)")) from exc
+    if report.already:
+        print(report.already[0].upper() + report.already[1:] + ".")
+        return 0
+    print("\n".join(report.notes))
+    print("Changes (dry run: none was made):" if args.dry_run else "Changes made:")
+    print("\n".join(f"- {line}" for line in report.changes))
+    if report.done:
+        print(f"Adopted in {report.seconds:.1f} s; `craftsync server` now serves this database.")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
@@ -173,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     server.add_argument("--demo", action="store_true", help="fill an empty database with demo records")
     server.set_defaults(handler=cmd_server)
+    server_commands = server.add_subparsers(dest="server_command", metavar="SUBCOMMAND")
+    adopt = server_commands.add_parser("adopt",
+                                       help="make the existing database of DATABASE_URL syncable, keeping its rows")
+    adopt.add_argument("--config", metavar="FILE", help="TOML mapping file (docs/adopt-example.toml); "
+                       "none: the tables and columns have the contract's names")
+    adopt.add_argument("--dry-run", action="store_true", help="print every change it would make, and make none")
+    adopt.set_defaults(handler=cmd_server_adopt)
 
     broker = commands.add_parser("broker", parents=[common], help="run the embedded Redis-compatible broker in the foreground")
     broker.add_argument("--port", type=_port, default=None)
