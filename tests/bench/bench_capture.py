@@ -180,8 +180,11 @@ class Writer:
         finally:
             connection.close()
 
-    def execute(self, statement: str, params: Any = ()) -> None:
-        self.cursor.execute(statement, params)
+    def execute(self, statement: str, params: Any = None) -> None:
+        if params is None:  # no parameters: a '%' in the statement is not a placeholder
+            self.cursor.execute(statement)
+        else:
+            self.cursor.execute(statement, params)
 
     def executemany(self, statement: str, rows: list[Any]) -> None:
         self.cursor.executemany(statement, rows)
