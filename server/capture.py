@@ -191,13 +191,16 @@ def sequence(conn: Connection, book: Table, counters: Table, entity: str) -> int
     name = _quote(d, book.name)
     if d == "mysql":
         # Lock what can be numbered now, passing over rows that running transactions hold,
-        # then number those rows in order: a single-table UPDATE follows its ORDER BY.
+        # then number those rows in order: a single-table UPDATE follows its ORDER BY. The
+        # UPDATE reads its rows by key (FORCE INDEX): with many keys the planner would scan
+        # the whole table, waiting on rows a running transaction holds while that transaction
+        # waits on rows locked here (a deadlock).
         keys = conn.execute(text(
             f"SELECT row_key FROM {name} WHERE seq IS NULL ORDER BY changed_at, row_key FOR UPDATE SKIP LOCKED"
         )).scalars().all()
         conn.execute(text("SET @craftsync_seq = :last"), {"last": last})
         number = text(
-            f"UPDATE {name} SET seq = (@craftsync_seq := @craftsync_seq + 1) "
+            f"UPDATE {name} FORCE INDEX (PRIMARY) SET seq = (@craftsync_seq := @craftsync_seq + 1) "
             "WHERE row_key IN :keys ORDER BY changed_at, row_key"
         ).bindparams(bindparam("keys", expanding=True))
         done = sum(conn.execute(number, {"keys": keys[i : i + 1000]}).rowcount for i in range(0, len(keys), 1000))

@@ -329,3 +329,34 @@ def test_a_direct_change_racing_a_push_of_the_same_record_is_never_lost(
         assert _row(a, record_id) == stored, f"round {k}: the device does not hold the program's change"
         assert _synced(a, record_id) == ("synced", writes), f"round {k}"
     print(f"outcomes of {RACE_ROUNDS} races: {sorted(set(outcomes))}")
+
+
+def test_a_pull_and_another_programs_open_transaction_never_deadlock(
+    backend_app: Flask, direct: Direct, two: tuple[Device, Device]
+) -> None:
+    # Given customers a device has, and many more another program inserted since (their
+    # changes wait for a place in the feed)
+    a, _ = two
+    held, waiting = _shared(direct, (a,)), direct.insert("customers", name="Waiting")
+    for n in range(60):
+        direct.insert("customers", name=f"Batch {n}")
+    # ... and a transaction of the program's, open, that has edited the device's customer
+    program = direct.begin()
+    program.execute("UPDATE customers SET city = 'Oslo' WHERE id = :id", id=held)
+    # When the device pulls, and while the pull numbers the waiting changes the program
+    # edits one of them too, in the same transaction, then commits
+    results: list[Any] = []
+    puller = _later(0, lambda: results.append(a.sync("customers", "pull")))
+    time.sleep(0.5)
+    program.execute("UPDATE customers SET city = 'Bergen' WHERE id = :id", id=waiting)
+    program.commit()
+    puller.join(60)
+    # Then neither waited for the other for ever, nor was refused as a deadlock: the pull
+    # completed and the program's transaction committed
+    (pulled,) = results
+    assert pulled.status == "completed", pulled.error
+    # ... and the next pull brings the program's two edits
+    assert a.sync("customers", "pull").status == "completed"
+    live = a.live("customers")
+    assert (live[held]["city"], live[waiting]["city"], len(live)) == ("Oslo", "Bergen", 62)
+    assert _central(backend_app, held)["city"] == "Oslo"  # type: ignore[index]
