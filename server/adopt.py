@@ -348,7 +348,7 @@ class _Survey:
                              f"(such as {example!r}); the key of a 32-character column is the records' id")
                 return None
             return True
-        self.problem(f"{table}.{key}: the key is a {self._type_name(column_type)} column; CraftSync needs a key of "
+        self.problem(f"{table}.{key}: the key column is of type {self._type_name(column_type)}; CraftSync needs a key of "
                      "whole numbers (INTEGER) or of 32 characters (CHAR(32)) holding the records' ids")
         return None
 
@@ -364,8 +364,8 @@ class _Survey:
 
     def _bad_ids(self, table: str, key: str) -> tuple[int, str] | None:
         count, example = 0, ""
-        result = self.conn.execution_options(stream_results=True).execute(
-            text(f"SELECT {self._q(key)} FROM {self._q(table)}"))
+        result = self.conn.execute(text(f"SELECT {self._q(key)} FROM {self._q(table)}").execution_options(
+            stream_results=True))
         for (value,) in result:
             if not _HEX_ID.fullmatch(value):
                 count, example = count + 1, example or value
@@ -412,7 +412,7 @@ class _Survey:
             return
         kind, column_type = field_kind(entity, name), reported[column]["type"]
         if contract_type(kind, column_type) is None:
-            self.problem(f"{where}: a {self._type_name(column_type)} column cannot hold {entity}.{name}, which is "
+            self.problem(f"{where}: a column of type {self._type_name(column_type)} cannot hold {entity}.{name}, which is "
                          f"{_HOLDS[kind]}" + (" (a text column is needed)" if name == NUMBER_FIELDS.get(entity) else ""))
             return
         optional = name not in required_fields(entity) and name != NUMBER_FIELDS.get(entity)
@@ -461,8 +461,8 @@ class _Survey:
             if not fits:
                 key_type = self._type_name(self._key_type(target_map))
                 self.problem(f"{where}: {entity_map.entity}.{name} refers to {target_map.table}, whose key "
-                             f"{target_map.key} is a {key_type} column, so it needs {needs}, "
-                             f"not {self._type_name(column_type)}")
+                             f"{target_map.key} is of type {key_type}, so it needs {needs}, "
+                             f"not one of type {self._type_name(column_type)}")
 
     def _key_type(self, entity_map: EntityMap) -> Any:
         columns = {c["name"]: c for c in self.inspector.get_columns(entity_map.table)}
@@ -619,8 +619,8 @@ def _highest_number(conn: Connection, entity_map: EntityMap, column: str) -> int
     pattern = re.compile(re.escape(prefix) + r"([0-9]+)")
     name, table = _quote(conn, column), _quote(conn, entity_map.table)
     highest = 0
-    result = conn.execution_options(stream_results=True).execute(
-        text(f"SELECT {name} FROM {table} WHERE {name} LIKE :prefix"), {"prefix": prefix + "%"})
+    select_numbers = text(f"SELECT {name} FROM {table} WHERE {name} LIKE :prefix")
+    result = conn.execute(select_numbers.execution_options(stream_results=True), {"prefix": prefix + "%"})
     for (value,) in result:
         number = (value or "").rstrip(" ")  # a CHAR column pads
         match = pattern.fullmatch(number)

@@ -68,10 +68,10 @@ def cmd_server_adopt(args: argparse.Namespace, settings: Settings) -> int:
         requests = load_config(Path(args.config)) if args.config else None
         report = adopt(ServerSettings.from_env().database_url, requests, dry_run=args.dry_run)
     except AdoptionError as exc:
-        for problem in exc.problems[:-1]:
+        for problem in exc.problems:
             _say(problem)
-        raise UsageError(exc.problems[-1] + ("" if len(exc.problems) == 1 else
-                                             f" ({len(exc.problems)} problems; nothing was changed)")) from exc
+        count = len(exc.problems)
+        raise UsageError(f"nothing was changed ({count} problem{'s' if count > 1 else ''} above)") from exc
     if report.already:
         print(report.already[0].upper() + report.already[1:] + ".")
         return 0
