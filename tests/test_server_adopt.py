@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -333,6 +334,11 @@ def test_an_adopted_shop_database_keeps_every_row_and_column_and_syncs_both_ways
         assert re.fullmatch(r"Q-[0-9]{6}", offer_no) and int(offer_no[2:]) > 120
         assert query(database_url, f"SELECT id FROM craftsync_customers WHERE row_key = {client_no}") == [(ann,)]
 
+        # And the server's start-up migration made no table of its own: the shop's and CraftSync's
+        assert tables_of(database_url) == sorted([
+            "alembic_version", "clients", "craftsync_counters", "craftsync_customers", "craftsync_mapping",
+            "craftsync_number_blocks", "craftsync_orders", "craftsync_quotes", "jobs", "offers"])
+
         # And the existing rows, their extra columns included, are exactly as they were
         for table, key in (("clients", "client_no"), ("offers", "offer_id"), ("jobs", "job_id")):
             after = rows_by_key(database_url, table, key)
@@ -448,4 +454,145 @@ def test_an_unfit_database_is_refused_with_one_line_naming_table_and_column_and_
     assert "Traceback" not in err and "sqlalchemy" not in err.lower()
 
     # And nothing is changed
+    assert snapshot(database_url) == before
+
+
+# -- a database with the contract's own names ------------------------------------------------------
+
+
+def contract_tables(dialect: str, *, leave_out: str = "") -> list[str]:
+    """Tables of the contract's names and fields, keyed by 32-character ids, without
+    ``created_at``/``updated_at``/``deleted_at`` but in quotes; ``leave_out`` drops one
+    customers column."""
+    ts = _TIME[dialect]
+    customers = [c for c in ("company VARCHAR(200)", "email VARCHAR(254)", "phone VARCHAR(50)",
+                             "address VARCHAR(500)", "city VARCHAR(100)", "state VARCHAR(100)", "zip VARCHAR(20)",
+                             "country VARCHAR(100)", "notes TEXT") if not c.startswith(leave_out + " ")]
+    return [
+        f"CREATE TABLE customers (id CHAR(32) PRIMARY KEY, name VARCHAR(200) NOT NULL, {', '.join(customers)})",
+        "CREATE TABLE quotes (id CHAR(32) PRIMARY KEY, quote_number VARCHAR(40) NOT NULL, customer_id CHAR(32), "
+        "project_name VARCHAR(200), status VARCHAR(40), total_amount NUMERIC(12, 2), discount_percent NUMERIC(6, 3), "
+        f"tax_percent NUMERIC(6, 3), notes TEXT, valid_until DATE, created_by VARCHAR(100), created_at {ts} NULL, "
+        f"updated_at {ts} NULL, deleted_at {ts} NULL, FOREIGN KEY (customer_id) REFERENCES customers (id))",
+        "CREATE TABLE orders (id CHAR(32) PRIMARY KEY, order_number VARCHAR(40) NOT NULL, quote_id CHAR(32), "
+        "customer_id CHAR(32), status VARCHAR(40), order_date DATE, delivery_date DATE, total_amount NUMERIC(12, 2), "
+        "payment_status VARCHAR(40), notes TEXT, FOREIGN KEY (quote_id) REFERENCES quotes (id), "
+        "FOREIGN KEY (customer_id) REFERENCES customers (id))",
+    ]
+
+
+ANN, BEN = "a" * 32, "0123456789abcdef" * 2
+
+
+def test_a_database_with_the_contracts_names_is_adopted_without_a_mapping_file(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given tables of the contract's own names, keyed by ids, with no times in customers
+    execute(database_url, *contract_tables(_dialect(database_url)))
+    insert_rows(database_url, "customers", ["id", "name", "zip"], [(ANN, "Ann", "LS1"), (BEN, "Ben", "LS2")])
+    insert_rows(database_url, "quotes", ["id", "quote_number", "customer_id", "total_amount"],
+                [("b" * 32, "Q-000005", ANN, "10.00")])
+
+    # When it is adopted without a mapping file
+    code, out, err = adopt_here(database_url, tmp_path, monkeypatch, capsys)
+
+    # Then it is, and says what the missing times mean
+    assert (code, err) == (0, ""), err
+    assert "customers.deleted_at: no column, so a device's delete removes the row (DELETE)" in out
+    assert "customers.created_at: no column; the server stores none, devices keep theirs" in out
+    assert "- set counter quotes.number to 5" in out
+
+    # And a device receives the rows under their own ids
+    device = device_for(tmp_path, database_url)
+    try:
+        sync_cleanly(device)
+        assert {row["id"]: row["name"] for row in device.sql("SELECT id, name FROM customers")} == {
+            ANN: "Ann", BEN: "Ben"}
+        assert [tuple(r) for r in device.sql("SELECT id, customer_id FROM quotes")] == [("b" * 32, ANN)]
+
+        # When the device makes a customer, deletes Ben and deletes the quote, and syncs
+        device.sql("INSERT INTO customers (name) VALUES ('Cleo')")
+        ((cleo,),) = [tuple(r) for r in device.sql("SELECT id FROM customers WHERE name = 'Cleo'")]
+        device.sql("DELETE FROM customers WHERE id = ?", BEN)
+        device.sql("DELETE FROM quotes WHERE id = ?", "b" * 32)
+        sync_cleanly(device)
+
+        # Then Cleo's row has the device's id as its key, Ben's row is gone (customers have no
+        # deleted_at column) and the quote is marked deleted (quotes have one)
+        assert query(database_url, "SELECT id, name FROM customers ORDER BY name") == [(ANN, "Ann"), (cleo, "Cleo")]
+        ((deleted_at,),) = query(database_url, "SELECT deleted_at FROM quotes")
+        assert deleted_at is not None
+    finally:
+        device.close()
+
+    # When it is adopted again
+    before = snapshot(database_url)
+    code, out, err = adopt_here(database_url, tmp_path, monkeypatch, capsys)
+
+    # Then it says so, and changes nothing
+    assert (code, err) == (0, "")
+    assert "adopted already" in out
+    assert snapshot(database_url) == before
+
+
+def test_without_a_mapping_file_every_field_but_the_times_needs_its_column(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given tables of the contract's names, but customers without a company column
+    execute(database_url, *contract_tables(_dialect(database_url), leave_out="company"))
+    before = snapshot(database_url)
+
+    # When it is adopted without a mapping file
+    code, out, err = adopt_here(database_url, tmp_path, monkeypatch, capsys)
+
+    # Then the one line names the table and the field, and nothing is changed
+    assert code == 1
+    assert err.splitlines() == [
+        'craftsync: customers: there is no column company for customers.company; name its column in the mapping '
+        'file ([customers.columns] company = "..."), or set company = false to keep it on the devices only',
+        "craftsync: nothing was changed (1 problem above)",
+    ]
+    assert snapshot(database_url) == before
+
+
+# -- a change the database refuses half-way ----------------------------------------------------------
+
+
+@contextmanager
+def user_without_trigger_rights(url: str) -> Iterator[str]:
+    """A database user who may create tables but not triggers; the URL that logs in as it."""
+    name, password = f"adopter_{uuid.uuid4().hex[:10]}", "adopter-password"
+    database = make_url(url).database
+    if _dialect(url) == "postgresql":
+        execute(url, f"CREATE ROLE {name} LOGIN PASSWORD '{password}'", f"GRANT USAGE, CREATE ON SCHEMA public TO {name}",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}")
+        drop = [f"DROP OWNED BY {name}", f"DROP ROLE {name}"]
+    else:
+        grants = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER, REFERENCES"
+        execute(url, *(statement for host in ("%", "localhost") for statement in (
+            f"CREATE USER '{name}'@'{host}' IDENTIFIED BY '{password}'",
+            f"GRANT {grants} ON {database}.* TO '{name}'@'{host}'")))
+        drop = [f"DROP USER '{name}'@'{host}'" for host in ("%", "localhost")]
+    try:
+        yield make_url(url).set(username=name, password=password).render_as_string(hide_password=False)
+    finally:
+        execute(url, *drop)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "mariadb"], indirect=True)
+def test_a_change_the_database_refuses_half_way_leaves_nothing_behind(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the shop's database, and a user who may create tables there but not triggers (on
+    # MariaDB each CREATE TABLE commits on its own, before the triggers fail)
+    make_shop(database_url, clients=50)
+    before = snapshot(database_url)
+    with user_without_trigger_rights(database_url) as url:
+        # When that user adopts it
+        code, out, err = adopt_here(url, tmp_path, monkeypatch, capsys, "--config", str(write_mapping(tmp_path)))
+
+    # Then it fails at the triggers, in one line that says so
+    assert code == 1
+    first, last = err.splitlines()
+    assert first.startswith("craftsync: the database refused to install triggers craftsync_customers_ins"), err
+    assert last == "craftsync: nothing was changed (1 problem above)"
+
+    # And the tables it had made are gone again: the database is as it was
     assert snapshot(database_url) == before
