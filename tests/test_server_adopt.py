@@ -27,52 +27,22 @@ from sqlalchemy.engine import make_url
 from craftsync.shell.cli import main
 from tests.support.api import make_app
 from tests.support.device import Device
-from tests.support.process import CRAFTSYNC, clean_env
+from tests.support.process import CRAFTSYNC, ROOT, clean_env
 
 #: How many customers the shop holds before adoption.
 CLIENTS = 100_000
 
-#: The mapping file of the shop's schema (docs/adopt-example.toml explains every key).
-SHOP_MAPPING = """
-[customers]
-table = "clients"
-[customers.columns]
-name = "full_name"
-email = "email_address"
-address = "street"
-state = "region"
-zip = "postcode"
-created_at = "created"
-updated_at = "modified"
-notes = false
-[customers.defaults]
-credit_limit = 250
+#: The mapping file of the shop's schema: the documented example itself.
+SHOP_MAPPING = (ROOT / "docs" / "adopt-example.toml").read_text(encoding="utf-8")
 
-[quotes]
-table = "offers"
-key = "offer_id"
-[quotes.columns]
-quote_number = "offer_no"
-customer_id = "client_no"
-project_name = "title"
-total_amount = "amount"
-discount_percent = "discount"
-tax_percent = "tax_rate"
-notes = "remarks"
-created_at = "created"
-updated_at = "modified"
-deleted_at = "cancelled_at"
 
-[orders]
-table = "jobs"
-[orders.columns]
-order_number = "job_no"
-quote_id = "offer_id"
-customer_id = "client_no"
-total_amount = "amount"
-[orders.defaults]
-workshop = "main"
-"""
+def edited(*edits: tuple[str, str]) -> str:
+    """The shop's mapping file with each (line pattern, replacement) applied once."""
+    text = SHOP_MAPPING
+    for pattern, replacement in edits:
+        text, count = re.subn(pattern, replacement, text, count=1, flags=re.MULTILINE)
+        assert count == 1, pattern
+    return text
 
 
 # -- the shop's database, made with plain SQL ------------------------------------------------------
@@ -391,33 +361,43 @@ _SHOP_CASES: dict[str, tuple[dict[str, str], str, str]] = {
     "a table without a primary key": (
         {"clients": "CREATE TABLE clients (client_no INTEGER NOT NULL, full_name VARCHAR(200) NOT NULL, "
                     "postcode VARCHAR(20), credit_limit NUMERIC(12, 2) NOT NULL)"},
-        SHOP_MAPPING, r"^clients: the table has no primary key"),
+        edited((r'^key = "client_no"\n', "")), r"^clients: the table has no primary key"),
     "a primary key of two columns": (
         {"clients": "CREATE TABLE clients (branch INTEGER NOT NULL, client_no INTEGER NOT NULL, "
                     "full_name VARCHAR(200) NOT NULL, PRIMARY KEY (branch, client_no))"},
-        SHOP_MAPPING, r"^clients: the primary key has 2 columns \(branch, client_no\)"),
+        edited((r'^key = "client_no"\n', "")), r"^clients: the primary key has 2 columns \(branch, client_no\)"),
     "a key that is neither whole numbers nor 32 characters": (
         {"clients": "CREATE TABLE clients (client_no VARCHAR(10) PRIMARY KEY, full_name VARCHAR(200) NOT NULL)"},
         SHOP_MAPPING, r"^clients\.client_no: the key column is of type VARCHAR\(10\); CraftSync needs a key of whole numbers"),
+    "a key column that is not unique": (
+        {}, edited((r'^key = "client_no"$', 'key = "postcode"')),
+        r"^clients\.postcode: this column is neither the primary key nor unique and always filled"),
+    "another program's alembic_version table": (
+        {"alembic_version": "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+         "alembic_version row": "INSERT INTO alembic_version VALUES ('3f2a9c1d7e4b')"},
+        SHOP_MAPPING, r"^alembic_version: this table belongs to another program"),
+    "a table of CraftSync's name": (
+        {"craftsync_counters": "CREATE TABLE craftsync_counters (name VARCHAR(40) PRIMARY KEY)"},
+        SHOP_MAPPING, r"^craftsync_counters: a table of this name exists already"),
     "a required field without a column": (
-        {}, SHOP_MAPPING.replace('name = "full_name"\n', ""), r"^clients: there is no column name for customers\.name"),
+        {}, edited((r"^name = .*\n", "")), r"^clients: there is no column name for customers\.name"),
     "a required field mapped to false": (
-        {}, SHOP_MAPPING.replace('quote_number = "offer_no"', "quote_number = false"),
+        {}, edited((r"^quote_number = .*$", "quote_number = false")),
         r"offers: quotes\.quote_number cannot be left out"),
     "a mapped column that does not exist": (
-        {}, SHOP_MAPPING.replace('zip = "postcode"', 'zip = "post_code"'), r"^clients\.post_code: there is no such column"),
+        {}, edited((r"^zip = .*$", 'zip = "post_code"')), r"^clients\.post_code: there is no such column"),
     "a text field in a whole-number column": (
-        {}, SHOP_MAPPING.replace('project_name = "title"', 'project_name = "printed"'),
+        {}, edited((r"^project_name = .*$", 'project_name = "printed"')),
         r"^offers\.printed: a column of type SMALLINT(\(6\))? cannot hold quotes\.project_name, which is text$"),
     "money in a DATE column": (
-        {}, SHOP_MAPPING.replace('total_amount = "amount"\ndiscount', 'total_amount = "valid_until"\ndiscount'),
+        {}, edited((r'^total_amount = "amount"$', 'total_amount = "valid_until"')),
         r"^offers\.valid_until: a column of type DATE cannot hold quotes\.total_amount, which is an amount of money$"),
     "a quote number in a whole-number column": (
-        {}, SHOP_MAPPING.replace('quote_number = "offer_no"', 'quote_number = "printed"'),
+        {}, edited((r"^quote_number = .*$", 'quote_number = "printed"')),
         r"^offers\.printed: a column of type SMALLINT(\(6\))? cannot hold quotes\.quote_number, which is text "
         r"\(a text column is needed\)$"),
     "a NOT NULL column without a default that nothing fills": (
-        {}, SHOP_MAPPING.replace("[orders.defaults]\nworkshop = \"main\"\n", ""),
+        {}, edited((r'^\[orders\.defaults\]\nworkshop = "main"\n', "")),
         r"^jobs\.workshop: the column must always hold a value and has no default"),
     "a reference column that cannot hold the referenced key": (
         {"offers": "CREATE TABLE offers (offer_id {auto}, offer_no VARCHAR(40) NOT NULL, client_no VARCHAR(32), "
