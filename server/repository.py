@@ -376,8 +376,16 @@ class _Batch:
         for field, target in REFERENCES[self.entity].items():
             value = sent.get(field)
             if value is not None and value not in self.references[target]:
+                if self._row_deleted(target, value):  # no push can bring it: the sender must choose another
+                    return f"{field}: refers to a record of {target} whose row was deleted from the server's database"
                 return f"{field}: refers to no record of {target} (push {target} first)"
         return None
+
+    def _row_deleted(self, target: str, record_id: str) -> bool:
+        """Whether the server knows the record only as a tombstone whose row is gone (another
+        program's DELETE, or a delete on a table without ``deleted_at``)."""
+        book = self.catalog[target].book
+        return self.conn.execute(select(book.c.id).where(book.c.id == record_id)).first() is not None
 
     def _settle_number(self, data: dict[str, Any], current: dict[str, Any] | None) -> tuple[str | None, str | None]:
         """The number a live record will hold, and a note when it is not the one sent."""

@@ -360,3 +360,31 @@ def test_a_pull_and_another_programs_open_transaction_never_deadlock(
     live = a.live("customers")
     assert (live[held]["city"], live[waiting]["city"], len(live)) == ("Oslo", "Bergen", 62)
     assert _central(backend_app, held)["city"] == "Oslo"  # type: ignore[index]
+
+
+def test_a_quote_made_offline_for_a_customer_another_program_deleted_is_quarantined_with_the_reason(
+    backend_app: Flask, direct: Direct, two: tuple[Device, Device]
+) -> None:
+    # Given a customer on a device, which another program then DELETEs from the central database
+    a, _ = two
+    record_id = _shared(direct, (a,))
+    direct.delete("customers", record_id)
+    # ... while the device, not yet told, makes a quote for it
+    (quote,) = a.sql("INSERT INTO quotes (customer_id, total_amount) VALUES (?, '12.50') RETURNING id", record_id)
+    # When the device runs full syncs (customers first, then quotes)
+    for _ in range(2):
+        runs = a.sync_all()
+        assert [run.status for run in runs] == ["completed"] * 3
+    # Then the quote is not left pending for ever, waiting for a parent that will never come:
+    # it is quarantined (§6.8) with a reason that says what happened, for the user to fix
+    (meta,) = a.sql("SELECT sync_status, reason FROM sync_metadata WHERE entity = 'quotes' AND record_id = ?",
+                    quote["id"])
+    assert meta["sync_status"] == "rejected", dict(meta)
+    assert "customer_id" in meta["reason"] and "deleted" in meta["reason"], meta["reason"]
+    assert quote["id"] not in central_rows(database_url_of(backend_app), "quotes", live_only=False)
+    # ... and once the user points it at a customer that exists, it is stored
+    other = direct.insert("customers", name="Bob")
+    assert a.sync("customers").status == "completed"
+    a.sql("UPDATE quotes SET customer_id = ? WHERE id = ?", other, quote["id"])
+    assert a.sync("quotes").status == "completed" and a.pending() == 0
+    assert central_rows(database_url_of(backend_app), "quotes")[quote["id"]]["customer_id"] == other
