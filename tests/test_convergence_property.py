@@ -1,11 +1,17 @@
-"""Property: two offline devices and one server converge, lose nothing, and never settle a
-same-field divergence silently under ``manual`` (spec §4, §6).
+"""Property: two offline devices, one server and another program writing the central
+database converge, lose nothing, and never settle a same-field divergence silently under
+``manual`` (spec §4, §6).
 
 A hypothesis state machine plays the host app on two devices (plain SQL on its own
 connection: INSERT, UPDATE, soft delete, restore, hard DELETE of customers, quotes and
 orders; orders refer to quotes and customers that exist on the device), runs syncs of
 random direction and policy on either device, and settles open manual conflicts with a
-random choice (local, remote, or a field-by-field merge).
+random choice (local, remote, or a field-by-field merge). A third actor, another program
+(``PROGRAM``: an accounting program, say), writes the central database itself with plain
+SQL on a connection of its own (``tests.support.direct``), between the devices' edits and
+syncs: it inserts customers with only some columns, edits text fields, soft-deletes and
+hard-DELETEs rows. Its changes reach the devices through the feed like any device's; for
+the checks below it is one more editor.
 
 The host app spells values as people and programs do: money and percentages as text with
 fewer places than the column's, as SQLite REAL and INTEGER (``12.5``, ``7``); dates with a
@@ -31,10 +37,11 @@ the device equal to the server but for its conflicts (§6.7). Settling a conflic
 the device with what the user chose (``local``: the record as the device holds it now).
 
 At the end every open conflict is settled with ``remote``, each device runs full ``both``
-syncs until quiescent, and then: the devices and the server hold identical live records;
-no record that nobody deleted is missing; no id is duplicated or invented; every value is
-one some device wrote; a field only one device ever edited holds that device's last
-value; a delete nobody else contested stays deleted; live quotes have unique numbers
+syncs until quiescent, and then: the devices and the central database hold identical live
+records (read raw on each side); no record that nobody deleted is missing; no id is
+duplicated or invented; every value is one some device or the other program wrote; a
+field only one editor (a device, or the other program) ever edited holds that editor's
+last value; a delete nobody else contested stays deleted; live quotes have unique numbers
 and resolvable customers.
 
 ``CRAFTSYNC_PROPERTY_EXAMPLES`` overrides the number of examples (default 15, kept small for
@@ -42,6 +49,12 @@ the normal suite; use hundreds for a long hunt);
 ``CRAFTSYNC_PROPERTY_SHRINK=1`` shrinks a failing run (minutes; past pytest's 300 s timeout,
 so add ``-o timeout=0``). Every failure message carries the records' states, and a failing
 run is saved in ``.hypothesis/`` and replayed first next time.
+The other program hard-deletes only rows that nothing refers to, on the server or on a
+device, and the host app neither restores a record whose central row is gone nor makes
+new references to one: such a record has nothing left on the server to bring back or to
+refer to (its tombstone carries no fields), and a child made offline for it can never be
+stored (it is quarantined: ``test_central_direct_writes`` covers that).
+
 ``CRAFTSYNC_PROPERTY_AVOID`` (comma-separated) stops generating the inputs of known bugs,
 to hunt for others while they are open:
 
@@ -70,14 +83,17 @@ from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
-from craftsync.contract.records import data_fields
+from craftsync.contract.records import data_fields, required_fields
 from tests.support.device import Device
-from tests.support.sync import central_app, remote_for, server_live
-from craftsync.worker.conflicts import CHOICES, open_conflicts, resolve
+from tests.support.direct import Direct, canonical_now, new_hex_id
+from tests.support.sync import central_app, central_rows, database_url_of, remote_for, server_live
+from craftsync.worker.conflicts import CHOICES, InvalidResolution, open_conflicts, resolve
 from craftsync.worker.engine import DIRECTIONS
 from craftsync.worker.merge import POLICIES
 
 DEVICES: Final = ("A", "B")
+#: The other program's name among the editors the model counts (devices are "A" and "B").
+PROGRAM: Final = "C"
 ENTITIES: Final = ("customers", "quotes", "orders")
 #: The fields the host app edits, per entity.
 TRACKED: Final = {
@@ -118,6 +134,12 @@ NOW_SPELLINGS: Final = (
     "strftime('%Y-%m-%dT%H:%M:%f+02:00', 'now', '+2 hours')",
     "strftime('%Y-%m-%dT%H:%M:%S-05:30', 'now', '-330 minutes')",
 )
+#: The fields the other program edits: text, which it writes as the server stores it.
+PROGRAM_FIELDS: Final = {
+    "customers": ("name", "email", "phone", "city", "notes"),
+    "quotes": ("project_name", "status", "notes"),
+    "orders": ("status", "payment_status", "notes"),
+}
 MONEY: Final = frozenset({"total_amount"})
 PERCENT: Final = frozenset({"discount_percent", "tax_percent"})
 DATES: Final = frozenset({"valid_until", "order_date", "delivery_date"})
@@ -217,6 +239,7 @@ CHECK_KINDS: Final = (
     "a divergence under manual opened a conflict", "a merge compared with the expected one",
     "a conflict kept both sides", "an agreed row compared with the server's, as stored",
     "a server record traced to what the host app wrote", "a field only one device edited holds its last value",
+    "the other program wrote the central database", "a field only the other program edited holds its last value",
 )
 
 
@@ -233,6 +256,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.app = central_app(self.tmp)
         self.devices = {name: Device.in_process(self.tmp / f"{name.lower()}.db", self.app) for name in DEVICES}
         self.client = remote_for(self.app)
+        self.program = Direct(database_url_of(self.app))
         # -- the model --
         self.order: dict[str, list[str]] = {e: [] for e in ENTITIES}  # ids in insertion order
         self.inserted: dict[str, dict[str, dict[str, Any]]] = {e: {} for e in ENTITIES}  # id -> values at insert
@@ -281,10 +305,11 @@ class SyncMachine(RuleBasedStateMachine):
         return {c.record_id: c for c in open_conflicts(self.devices[device].store, entity)}
 
     def pick(
-        self, data: st.DataObject, devices: tuple[str, ...], entity: str, *, live: bool | None, label: str
+        self, data: st.DataObject, devices: tuple[str, ...], entity: str, *, live: bool | None, label: str,
+        exclude: set[str] | frozenset[str] = frozenset(),
     ) -> str | None:
         """A record that all ``devices`` hold (live, soft-deleted, or either), in a replayable order."""
-        candidates = list(self.order[entity])
+        candidates = [rid for rid in self.order[entity] if rid not in exclude]
         for device in devices:
             rows = self.rows(device, entity)
             in_conflict = self.open_conflict_ids(device, entity) if "edit-in-conflict" in AVOID else {}
@@ -382,11 +407,12 @@ class SyncMachine(RuleBasedStateMachine):
             return {}
         quote_id = None
         if entity == "orders" and data.draw(st.booleans(), label="for a quote"):
-            quote_id = self.pick(data, (device,), "quotes", live=True, label="quote")
+            quote_id = self.pick(data, (device,), "quotes", live=True, label="quote", exclude=self.gone_centrally("quotes"))
         if quote_id is not None:
             customer_id = self.rows(device, "quotes")[quote_id]["customer_id"]
         else:
-            customer_id = self.pick(data, (device,), "customers", live=True, label="customer")
+            customer_id = self.pick(data, (device,), "customers", live=True, label="customer",
+                                    exclude=self.gone_centrally("customers"))
             if customer_id is None:
                 return None
         return {"customer_id": customer_id} if entity == "quotes" else {"quote_id": quote_id, "customer_id": customer_id}
@@ -417,7 +443,8 @@ class SyncMachine(RuleBasedStateMachine):
         self._record_update(device, entity, record_id, {}, "soft-delete")
 
     def restore(self, device: str, entity: str, data: st.DataObject, record_id: str | None = None) -> None:
-        record_id = record_id or self.pick(data, (device,), entity, live=False, label="record")
+        record_id = record_id or self.pick(data, (device,), entity, live=False, label="record",
+                                           exclude=self.gone_centrally(entity))
         if record_id is None:
             return
         # An empty deleted_at is no time either: the server stores null, and so must the device.
@@ -437,6 +464,69 @@ class SyncMachine(RuleBasedStateMachine):
         self.devices[device].sql(f"DELETE FROM {entity} WHERE id = ?", record_id)
         self.hard_deleted[device][entity][record_id] = {**view_of(entity, row), "deleted": True}
         self._record_update(device, entity, record_id, {}, "hard-delete")
+
+    # -- another program writes the central database ------------------------------------------
+
+    def central(self, entity: str) -> dict[str, dict[str, Any]]:
+        """The entity's central rows as stored, soft-deleted ones too (plain SQL)."""
+        return central_rows(database_url_of(self.app), entity, live_only=False)
+
+    def gone_centrally(self, entity: str) -> set[str]:
+        """Records the server knows whose central row is gone (the other program DELETEd it)."""
+        return set(self.program.book(entity)) - set(self.central(entity))
+
+    def _referred_to(self, entity: str, record_id: str) -> bool:
+        """Whether any row, central or on a device, refers to the record."""
+        column = "customer_id" if entity == "customers" else "quote_id"
+        for child in REFERRED_BY[entity]:
+            holders = [self.central(child), *(self.rows(device, child) for device in DEVICES)]
+            if any(row[column] == record_id for rows in holders for row in rows.values()):
+                return True
+        return False
+
+    @rule(
+        kind=st.sampled_from(("update",) * 3 + ("insert", "soft_delete", "hard_delete")),
+        entity=st.sampled_from(("customers", "customers", "quotes", "orders")),
+        data=st.data(),
+    )
+    def program_writes(self, kind: str, entity: str, data: st.DataObject) -> None:
+        """One statement of another program on the central database, on its own connection."""
+        if kind == "insert":
+            self.program_insert(data)
+            return
+        rows = self.central(entity)
+        candidates = [rid for rid in self.order[entity] if rid in rows and (
+            not self._referred_to(entity, rid) if kind == "hard_delete" else rows[rid]["deleted_at"] is None)]
+        if not candidates:
+            return
+        record_id = data.draw(st.sampled_from(candidates), label="central record")
+        if kind == "update":
+            names = data.draw(st.lists(st.sampled_from(PROGRAM_FIELDS[entity]), min_size=1, max_size=2, unique=True),
+                              label="fields")
+            values = {name: data.draw(st.sampled_from(VALUES[name]), label=name) for name in names}
+            touch = {"updated_at": canonical_now()} if data.draw(st.booleans(), label="sets updated_at") else {}
+            self.program.update(entity, record_id, **values, **touch)
+            self._record_update(PROGRAM, entity, record_id, values, "update")
+        elif kind == "soft_delete":
+            self.program.soft_delete(entity, record_id)
+            self._record_update(PROGRAM, entity, record_id, {}, "soft-delete")
+        else:
+            self.program.delete(entity, record_id)
+            self._record_update(PROGRAM, entity, record_id, {}, "hard-delete")
+        CHECKS["the other program wrote the central database"] += 1
+        event(f"the program's {kind} ({entity})")
+
+    def program_insert(self, data: st.DataObject) -> None:
+        """A customer with a name and only the columns the program has values for."""
+        values = {name: data.draw(st.sampled_from(VALUES[name]), label=name) for name in TRACKED["customers"]}
+        written = {name: value for name, value in values.items() if value is not None}
+        record_id = self.program.insert("customers", id=new_hex_id(), **written)
+        self.order["customers"].append(record_id)
+        self.inserted["customers"][record_id] = {**{k: canon(k, v) for k, v in values.items()}, "created_at": None}
+        for name, value in values.items():
+            self.written[("customers", record_id, name)].add(canon(name, value))
+        self.references[("customers", record_id)] = {}
+        event("the program's insert (customers)")
 
     # -- syncs ----------------------------------------------------------------------------
 
@@ -639,6 +729,16 @@ class SyncMachine(RuleBasedStateMachine):
     def _settle(self, device: str, conflict: Any, use: str, choice: dict[str, Any] | None) -> None:
         entity, rid = conflict.entity, conflict.record_id
         before = self.local_view(device, entity, rid)
+        chosen = {**conflict.remote, **(choice or {})}
+        if use == "merged" and chosen["deleted_at"] is None and any(chosen[n] is None for n in required_fields(entity)):
+            # The server's side is a tombstone the other program's DELETE left (no fields): a
+            # live record made of its fields lacks what every record needs, and is refused.
+            try:
+                resolve(self.devices[device].store, conflict.id, use, choice)  # type: ignore[arg-type]
+            except InvalidResolution:
+                event("a merge the user chose is refused as incomplete")
+                return
+            raise AssertionError(f"{device}: {entity} {rid} settled as {chosen}, without {required_fields(entity)}")
         resolve(self.devices[device].store, conflict.id, use, choice)  # type: ignore[arg-type]
         rows = self.rows(device, entity)
         after = self.local_view(device, entity, rid, rows, exact=True)
@@ -668,6 +768,7 @@ class SyncMachine(RuleBasedStateMachine):
             for dev in self.devices.values():
                 dev.close()
             self.client.close()
+            self.program.close()
             self.app.extensions["craftsync.engine"].dispose()
             shutil.rmtree(self.tmp, ignore_errors=True)
             gc.unfreeze()
@@ -731,6 +832,8 @@ class SyncMachine(RuleBasedStateMachine):
                             want = writes[-1][1] if writes else self.inserted[entity][rid][name]
                             got = server[rid][name]
                             CHECKS["a field only one device edited holds its last value"] += 1
+                            if writes and writes[-1][0] == PROGRAM:
+                                CHECKS["a field only the other program edited holds its last value"] += 1
                             assert got == want, f"{entity} {rid}.{name}: {got!r}, but its only editor wrote {want!r} last"
                 # ... a delete nobody contested stays deleted
                 writers = {d for d, _ in ops}
