@@ -10,6 +10,8 @@ Adoption goes in three parts, the first two read-only:
 
 1. ``_Survey``: the mapping file (``mapping.read_config``) and what the database reports give
    each entity its ``EntityMap``; each problem is one line naming the table and the column.
+   Then every row is read as the server will serve it (``_check_rows``): a value it could
+   not read is a problem, one the contract refuses a warning.
 2. ``_plan``: the changes, each a ``Step`` with the line that says what it does: the server's
    own tables, each entity's bookkeeping table and triggers, the bookkeeping filled from the
    existing rows in one set-based statement (each row at version 1 with its place in the
@@ -33,17 +35,20 @@ table).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
+from collections import Counter
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, Engine, MetaData, create_engine, insert, inspect, text
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import make_url
@@ -51,6 +56,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from craftsync.contract.records import (
     ENTITIES,
+    MODELS,
     NUMBER_FIELDS,
     NUMBER_PREFIXES,
     REFERENCES,
@@ -63,7 +69,7 @@ from craftsync.contract.records import (
     required_fields,
 )
 from craftsync.server.capture import _dialect, _new_id, book_table, drop_ddl, install_ddl
-from craftsync.server.catalog import contract_type
+from craftsync.server.catalog import Catalog, EntityTables, IsoDate, IsoTime, contract_type
 from craftsync.server.db import alembic_config, make_engine
 from craftsync.server.mapping import OPTIONAL_TIMES, EntityMap, MapRequest, mapping_table, read_config
 from craftsync.server.schema import counters, number_blocks
@@ -100,6 +106,8 @@ class Report:
     #: Whether the changes were made (not a dry run, not adopted before).
     done: bool = False
     seconds: float = 0.0
+    #: Of ``seconds``, those the changes took (the rest: reading and checking).
+    change_seconds: float = 0.0
     #: Why there is nothing to do, when the database is CraftSync's already.
     already: str | None = None
 
@@ -150,6 +158,9 @@ def _adopt(conn: Connection, requests: Mapping[str, MapRequest], *, dry_run: boo
         return Report(already=already)
     survey = _Survey(conn, requests)
     maps = survey.run()
+    if not survey.problems:
+        for entity_tables in Catalog.build(conn, maps).values():
+            _check_rows(conn, entity_tables, survey)
     if survey.problems:
         raise AdoptionError(survey.problems)
     if conn.dialect.name == "postgresql" and not dry_run:
@@ -161,6 +172,7 @@ def _adopt(conn: Connection, requests: Mapping[str, MapRequest], *, dry_run: boo
     if dry_run:
         return report
     done: list[Step] = []
+    started = time.perf_counter()
     try:
         for step in steps:
             step.run(conn)
@@ -169,7 +181,7 @@ def _adopt(conn: Connection, requests: Mapping[str, MapRequest], *, dry_run: boo
         failed = steps[len(done)].text
         _undo(conn, maps)
         raise AdoptionError([f"the database refused to {failed}: {_first_line(exc)}"]) from exc
-    report.done = True
+    report.done, report.change_seconds = True, time.perf_counter() - started
     return report
 
 
@@ -336,7 +348,7 @@ class _Survey:
                 return None
             negative = self._count(f"SELECT count(*) FROM {self._q(table)} WHERE {self._q(key)} < 0")
             if negative:
-                self.problem(f"{table}.{key}: {negative} rows have a negative key; CraftSync writes a key as an id "
+                self.problem(f"{table}.{key}: {negative} row(s) have a negative key; CraftSync writes a key as an id "
                              "of 32 digits, which has no room for a sign")
                 return None
             return False
@@ -344,7 +356,7 @@ class _Survey:
             bad = self._bad_ids(table, key)
             if bad:
                 count, example = bad
-                self.problem(f"{table}.{key}: {count} rows have a key that is not 32 lowercase hex digits "
+                self.problem(f"{table}.{key}: {count} row(s) have a key that is not 32 lowercase hex digits "
                              f"(such as {example!r}); the key of a 32-character column is the records' id")
                 return None
             return True
@@ -511,6 +523,76 @@ class _Survey:
             return str(column_type.compile(dialect=self.conn.dialect))
         except Exception:  # a type this dialect cannot spell: its class is name enough
             return type(column_type).__name__.upper()
+
+
+def _check_rows(conn: Connection, tables: EntityTables, survey: _Survey) -> None:
+    """Read every value as the server will serve it: one that cannot be read (a date that is
+    no date) is a problem, for the server could not serve its record; one the contract refuses
+    (an e-mail address without @) is a warning, for a device could receive the record but not
+    send a change of it back until the value is corrected. Each distinct value of a column is
+    read and checked once."""
+    entity, entity_map = tables.map.entity, tables.map
+    names = [name for name in data_fields(entity)[1:] if entity_map.columns.get(name)
+             and name not in REFERENCES[entity] and not _checked_by_database(conn, tables, name)]
+    columns = [tables.rows.c[entity_map.columns[name]] for name in names]  # type: ignore[index]
+    raw = text(f"SELECT {', '.join(_quote(conn, c.name) for c in [tables.key, *columns])} "
+               f"FROM {_quote(conn, entity_map.table)}").execution_options(stream_results=True)
+    result = conn.execute(raw)
+    # Read by its column's type, as the server reads it (the driver's type code decides the
+    # conversion on some backends).
+    codes = [description[1] for description in result.cursor.description[1:]]
+    readers = [column.type.dialect_impl(conn.dialect).result_processor(conn.dialect, code)
+               for column, code in zip(columns, codes)]
+    counts: list[Counter[Any]] = [Counter() for _ in names]
+    examples: list[dict[Any, Any]] = [{} for _ in names]  # value -> the key of a row holding it
+    for part in result.partitions(10_000):
+        keys, *values = zip(*part)
+        for count, example, column_values in zip(counts, examples, values):
+            count.update(column_values)
+            example.update(zip(column_values, keys))
+    for name, column, read, count, example in zip(names, columns, readers, counts, examples):
+        where, adapter = f"{entity_map.table}.{column.name}", _adapter(entity, name)
+        bad, refused = [], []
+        for value in count:
+            if value is None:
+                continue
+            try:
+                served = read(value) if read else value
+            except (ValueError, TypeError, ArithmeticError):
+                bad.append(value)
+                continue
+            try:
+                adapter.validate_python(served)
+            except ValidationError as exc:
+                refused.append((value, exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")))
+        if bad:
+            survey.problem(f"{where}: {_rows(sum(count[v] for v in bad))} a value that cannot be read as "
+                           f"{_HOLDS[field_kind(entity, name)]} (such as {bad[0]!r}, where {entity_map.key} is "
+                           f"{example[bad[0]]!r}); correct them first")
+        if refused:
+            value, message = refused[0]
+            survey.notes.append(f"warning: {where}: {_rows(sum(count[v] for v, _ in refused))} a value that "
+                                f"{entity}.{name} refuses (where {entity_map.key} is {example[value]!r}: {message}); "
+                                "a device receives such a record, but a change of it is refused until the value "
+                                "is corrected")
+
+
+def _checked_by_database(conn: Connection, tables: EntityTables, name: str) -> bool:
+    """Whether every value of the field's column is one the contract takes, by the column's
+    type: a DATE or a TIMESTAMP column outside SQLite, which stores any text anywhere."""
+    column = tables.column(name)
+    return conn.dialect.name != "sqlite" and column is not None and isinstance(column.type, (IsoDate, IsoTime))
+
+
+@functools.cache
+def _adapter(entity: str, name: str) -> TypeAdapter[Any]:
+    """The contract's check of one field of an entity."""
+    info = MODELS[entity].model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[misc]
+
+
+def _rows(count: int) -> str:
+    return "1 row holds" if count == 1 else f"{count} rows hold"
 
 
 def _own_triggers(conn: Connection) -> list[tuple[str, str]]:

@@ -79,7 +79,8 @@ def cmd_server_adopt(args: argparse.Namespace, settings: Settings) -> int:
     print("Changes (dry run: none was made):" if args.dry_run else "Changes made:")
     print("\n".join(f"- {line}" for line in report.changes))
     if report.done:
-        print(f"Adopted in {report.seconds:.1f} s; `craftsync server` now serves this database.")
+        print(f"Adopted in {report.seconds:.1f} s (reading and checking {report.seconds - report.change_seconds:.1f} s, "
+              f"the changes {report.change_seconds:.1f} s); `craftsync server` now serves this database.")
     return 0
 
 

@@ -260,8 +260,10 @@ def test_an_adopted_shop_database_keeps_every_row_and_column_and_syncs_both_ways
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert f"fill craftsync_customers from the {CLIENTS} rows of clients" in done.stdout
-    took = float(re.search(r"Adopted in ([0-9.]+) s", done.stdout)[1])  # type: ignore[index]
-    print(f"\n{_dialect(database_url)}: adopted {CLIENTS} clients in {took:.1f} s ({wall:.1f} s with the process)")
+    took, checks, changes = map(float, re.search(  # type: ignore[union-attr]
+        r"Adopted in ([0-9.]+) s \(reading and checking ([0-9.]+) s, the changes ([0-9.]+) s\)", done.stdout).groups())
+    print(f"\n{_dialect(database_url)}: adopted {CLIENTS} clients in {took:.1f} s (reading and checking {checks:.1f} s, "
+          f"the changes {changes:.1f} s; {wall:.1f} s with the process)")
     record_property(f"adopt_seconds_{_dialect(database_url)}", took)
     assert took < 30
 
@@ -325,8 +327,9 @@ def test_an_adopted_shop_database_keeps_every_row_and_column_and_syncs_both_ways
 
 
 def test_a_dry_run_lists_every_change_and_makes_none(database_url: str, tmp_path: Path) -> None:
-    # Given the shop's database
+    # Given the shop's database, one client's e-mail address not one a device may send
     make_shop(database_url, clients=500)
+    execute(database_url, "UPDATE clients SET email_address = 'ann at home' WHERE client_no = 3")
     before = snapshot(database_url)
 
     # When a dry run of its adoption runs
@@ -346,9 +349,11 @@ def test_a_dry_run_lists_every_change_and_makes_none(database_url: str, tmp_path
         "stamp alembic_version",
     ):
         assert f"- {change}" in done.stdout, change
-    # and what the maps mean
+    # and what the maps mean, and the value a device could not send back
     assert "customers.deleted_at: no column, so a device's delete removes the row" in done.stdout
     assert "customers.notes: no column" in done.stdout
+    assert ("warning: clients.email_address: 1 row holds a value that customers.email refuses (where client_no "
+            "is 3: must be an e-mail address") in done.stdout
 
     # And the schema and every row are exactly as they were
     assert snapshot(database_url) == before
@@ -576,3 +581,20 @@ def test_a_change_the_database_refuses_half_way_leaves_nothing_behind(
 
     # And the tables it had made are gone again: the database is as it was
     assert snapshot(database_url) == before
+
+
+def test_a_value_the_server_could_not_read_is_refused_with_its_row(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the shop's SQLite file, where the shop's program wrote a date as 31/12/2026
+    make_shop(sqlite_url, clients=20)
+    execute(sqlite_url, "UPDATE offers SET valid_until = '31/12/2026' WHERE offer_id = 2")
+    before = snapshot(sqlite_url)
+
+    # When it is adopted
+    code, out, err = adopt_here(sqlite_url, tmp_path, monkeypatch, capsys, "--config", str(write_mapping(tmp_path)))
+
+    # Then the one line names the column and the row, and nothing is changed
+    assert code == 1
+    assert err.splitlines()[0] == ("craftsync: offers.valid_until: 1 row holds a value that cannot be read as a date "
+                                   "(such as '31/12/2026', where offer_id is 2); correct them first")
+    assert snapshot(sqlite_url) == before
