@@ -3,9 +3,14 @@ overwritten silently (spec §6.10), on SQLite, PostgreSQL and MariaDB.
 
 Another program (``tests.support.direct.Direct``) writes the central tables with plain SQL
 on a connection of its own: an INSERT of only ``id`` and ``name``, an UPDATE of one field, a
-soft delete and a hard DELETE. Devices sync with the reference server in-process
-(``Device.in_process``); every check reads stored values raw: the devices' rows through
-their host-app connection, the central rows and bookkeeping with plain SQL.
+soft delete and a hard DELETE. Each reaches two devices; its edit merges with a device's
+edit of another field, and is a conflict with a device's edit of the same field (under each
+policy) and its delete with a device's edit; a transaction of it held open, or racing a
+device's push of the same record, is never lost, and never deadlocks with a pull.
+
+Devices sync with the reference server in-process (``Device.in_process``); every check
+reads stored values raw: the devices' rows through their host-app connection, the central
+rows and bookkeeping with plain SQL.
 """
 
 from __future__ import annotations
@@ -73,7 +78,6 @@ def _shared(direct: Direct, devices: tuple[Device, ...], **values: Any) -> str:
 
 def test_a_direct_insert_reaches_both_devices(backend_app: Flask, direct: Direct, two: tuple[Device, Device]) -> None:
     # Given another program inserting a customer with only an id and a name: no version, no position
-    a, b = two
     record_id = direct.insert("customers", name="Straight from accounting")
     # When both devices sync
     for device in two:
