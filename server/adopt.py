@@ -49,7 +49,7 @@ from typing import Annotated, Any, Final
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Connection, Engine, MetaData, create_engine, insert, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, insert, inspect, text
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -70,7 +70,7 @@ from craftsync.contract.records import (
 )
 from craftsync.server.capture import _dialect, _new_id, book_table, drop_ddl, install_ddl
 from craftsync.server.catalog import Catalog, EntityTables, IsoDate, IsoTime, contract_type
-from craftsync.server.db import alembic_config, make_engine
+from craftsync.server.db import SQLITE_BUSY_TIMEOUT_MS, alembic_config, make_engine
 from craftsync.server.mapping import OPTIONAL_TIMES, EntityMap, MapRequest, mapping_table, read_config
 from craftsync.server.schema import counters, number_blocks
 
@@ -194,7 +194,20 @@ def _engine(url: str, *, dry_run: bool) -> Engine:
         raise AdoptionError([f"there is no database file at {path or '(none named)'}; DATABASE_URL names it"])
     if dry_run:  # read-only: nothing can change, not even the journal mode
         return create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
-    return make_engine(url)
+    # Not the server's engine: it switches the file to WAL, which SQLite refuses at once
+    # ("database is locked") while another program has the file open. One BEGIN IMMEDIATE
+    # transaction, waiting for other writers as the server does; the journal mode stays.
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the BEGIN below, not the driver's
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -598,3 +599,45 @@ def test_a_value_the_server_could_not_read_is_refused_with_its_row(
     assert err.splitlines()[0] == ("craftsync: offers.valid_until: 1 row holds a value that cannot be read as a date "
                                    "(such as '31/12/2026', where offer_id is 2); correct them first")
     assert snapshot(sqlite_url) == before
+
+
+def test_every_write_another_program_makes_while_adopting_reaches_a_device(database_url: str, tmp_path: Path) -> None:
+    # Given the shop's database, and its own program inserting and updating clients without pause
+    make_shop(database_url, clients=20_000)
+    stop, wrote = threading.Event(), [0]
+
+    def shop_program() -> None:
+        with driver(database_url) as conn:
+            cursor = conn.cursor()
+            mark = _PARAM[_dialect(database_url)]
+            while not stop.is_set():
+                i = wrote[0]
+                cursor.execute(f"INSERT INTO clients (full_name, postcode, credit_limit) VALUES ({mark}, 'W1', 0)",
+                               (f"Walk-in {i}",))
+                cursor.execute(f"UPDATE clients SET postcode = {mark} WHERE client_no = {mark}",
+                               (f"P{i}", 1 + (i * 7919) % 20_000))
+                conn.commit()
+                wrote[0] += 1
+
+    writer = threading.Thread(target=shop_program)
+    writer.start()
+    try:
+        # When the database is adopted meanwhile
+        done = adopt_process(database_url, tmp_path, "--config", str(write_mapping(tmp_path)))
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        writer.join()
+    assert done.returncode == 0, done.stderr
+    assert wrote[0] > 0
+
+    # Then a new device holds every client as the database holds it, each write included
+    device = device_for(tmp_path, database_url)
+    try:
+        sync_cleanly(device, "customers")
+        central = {f"{key:032d}": (name, postcode)
+                   for key, name, postcode in query(database_url, "SELECT client_no, full_name, postcode FROM clients")}
+        local = {row["id"]: (row["name"], row["zip"]) for row in device.sql("SELECT id, name, zip FROM customers")}
+        assert local == central
+    finally:
+        device.close()
