@@ -57,8 +57,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from craftsync.contract.records import (
     ENTITIES,
     MODELS,
+    MONEY_PRECISION,
     NUMBER_FIELDS,
     NUMBER_PREFIXES,
+    PERCENT_PRECISION,
     REFERENCES,
     Kind,
     data_fields,
@@ -448,6 +450,10 @@ class _Survey:
         if limit and length and length < limit:
             self.notes.append(f"warning: {where} holds at most {length} characters, {entity}.{name} up to {limit}: "
                               "a device's longer value makes its push fail")
+        lost = _precision_lost(kind, column_type, self.conn.dialect.name)
+        if lost:
+            self.notes.append(f"warning: {where} {lost}; what a device sends of {entity}.{name} is stored, and "
+                              "served to the other devices, cut to that")
 
     def _other_columns(self, request: MapRequest, reported: dict[str, Any], key: str | None,
                        columns: dict[str, str | None]) -> None:
@@ -606,6 +612,20 @@ def _adapter(entity: str, name: str) -> TypeAdapter[Any]:
 
 def _rows(count: int) -> str:
     return "1 row holds" if count == 1 else f"{count} rows hold"
+
+
+def _precision_lost(kind: Kind, column_type: Any, dialect: str) -> str | None:
+    """What a column of ``column_type`` loses of a field of ``kind``, or None."""
+    if kind is Kind.TIME and dialect in ("mysql", "mariadb") and isinstance(column_type, sqltypes.DateTime):
+        return None if getattr(column_type, "fsp", None) else "keeps whole seconds (DATETIME(3) keeps milliseconds)"
+    if kind in (Kind.MONEY, Kind.PERCENT) and isinstance(column_type, sqltypes.Numeric) and dialect != "sqlite":
+        precision, scale = MONEY_PRECISION if kind is Kind.MONEY else PERCENT_PRECISION
+        held = column_type.scale
+        if held is not None and held < scale:
+            return f"keeps {held} decimal places, not {scale}"
+        if column_type.precision is not None and held is not None and column_type.precision - held < precision - scale:
+            return f"holds at most {column_type.precision - held} digits before the point, not {precision - scale}"
+    return None
 
 
 def _own_triggers(conn: Connection) -> list[tuple[str, str]]:
