@@ -745,7 +745,10 @@ def _highest_number(conn: Connection, entity_map: EntityMap, column: str) -> int
 
 
 def _stamp(conn: Connection) -> None:
-    """Alembic's ``stamp`` at head, on the adoption's own connection and transaction."""
+    """Alembic's stamp at head, on the adoption's own connection and in its transaction.
+
+    Not ``alembic.command.stamp``: it runs ``migrations/env.py``, which opens a connection of
+    its own, outside the transaction (and on SQLite waits for the write lock this one holds)."""
     script = ScriptDirectory.from_config(alembic_config(conn.engine))
     MigrationContext.configure(connection=conn).stamp(script, "head")
 
