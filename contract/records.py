@@ -425,9 +425,24 @@ class InvalidRecord(ValueError):
 
 def validate(entity: str, raw: Any) -> tuple[dict[str, Any], int | None]:
     """Check one whole record (a field left out is null); return its canonical data, every
-    field of the entity, and its base_version."""
+    field of the entity, and its base_version. A tombstone may lack the required fields: a
+    row another program deleted from the central database is served with its id and times."""
+    if _tombstone(raw):
+        model = _parse(_fields_model(entity), _without_empty_required(entity, raw))
+        return {name: None for name in data_fields(entity)} | model.model_dump(
+            include=model.model_fields_set - _BOOKKEEPING | {"id"}
+        ), model.base_version
     model = _parse(MODELS[entity], raw)
     return model.model_dump(exclude=_BOOKKEEPING), model.base_version
+
+
+def _tombstone(raw: Any) -> bool:
+    return isinstance(raw, dict) and raw.get("deleted_at") is not None
+
+
+def _without_empty_required(entity: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A tombstone without the required fields it holds no value in (sent as null)."""
+    return {name: value for name, value in raw.items() if value is not None or name not in required_fields(entity)}
 
 
 def validate_fields(entity: str, raw: Any) -> tuple[dict[str, Any], int | None]:
@@ -438,6 +453,8 @@ def validate_fields(entity: str, raw: Any) -> tuple[dict[str, Any], int | None]:
     a field sent as null is there as None. Whether a required field is missing depends on
     whether the record is new, which only the server knows: see ``required_fields``.
     """
+    if _tombstone(raw):  # a required field it sends as null is left out: the server keeps its own
+        raw = _without_empty_required(entity, raw)
     model = _parse(_fields_model(entity), raw)
     sent = (model.model_fields_set - _BOOKKEEPING) | {"id"}
     return model.model_dump(include=sent), model.base_version

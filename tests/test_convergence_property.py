@@ -79,11 +79,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+import pytest
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from craftsync.contract.records import data_fields, required_fields
+from tests.conftest import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, _fresh_database
+from tests.support.api import make_app
 from tests.support.device import Device
 from tests.support.direct import Direct, canonical_now, new_hex_id
 from tests.support.sync import central_app, central_rows, database_url_of, remote_for, server_live
@@ -253,7 +256,9 @@ class SyncMachine(RuleBasedStateMachine):
         gc.collect()
         gc.freeze()
         self.tmp = Path(tempfile.mkdtemp(prefix="craftsync-property-"))
-        self.app = central_app(self.tmp)
+        # The central database: a file here, or a new database on the backend's server
+        self._database = None if BACKEND[0] == "sqlite" else _fresh_database(*SERVER_BACKENDS[BACKEND[0]])
+        self.app = central_app(self.tmp) if self._database is None else make_app(next(self._database))
         self.devices = {name: Device.in_process(self.tmp / f"{name.lower()}.db", self.app) for name in DEVICES}
         self.client = remote_for(self.app)
         self.program = Direct(database_url_of(self.app))
@@ -770,6 +775,8 @@ class SyncMachine(RuleBasedStateMachine):
             self.client.close()
             self.program.close()
             self.app.extensions["craftsync.engine"].dispose()
+            if self._database is not None:
+                next(self._database, None)  # drops the database
             shutil.rmtree(self.tmp, ignore_errors=True)
             gc.unfreeze()
 
@@ -787,7 +794,8 @@ class SyncMachine(RuleBasedStateMachine):
                 local, remote = dev.live(entity), server_live(self.app, entity)
                 assert local == remote, f"{device} {entity} != server after both: {differences(local, remote)}"
                 counts = dev.store.counts(entity)
-                assert counts["pending"] == counts["conflict"] == counts["rejected"] == 0, f"{device} {entity}: {counts}"
+                assert counts["pending"] == counts["conflict"] == counts["rejected"] == 0, (
+                    f"{device} {entity}: {counts} {[tuple(row) for row in dev.store.rejected()]}")
 
         for entity in ENTITIES:
             server = server_live(self.app, entity)
@@ -851,6 +859,10 @@ class SyncMachine(RuleBasedStateMachine):
         event(f"{len(self.resolved)} records settled by the user")
 
 
+#: The backend the state machine's central database runs on (set by the test), and how to
+#: make a new database on each server backend.
+BACKEND = ["sqlite"]
+SERVER_BACKENDS = {"postgresql": (POSTGRES_ADMIN_URL, "PostgreSQL"), "mariadb": (MARIADB_ADMIN_URL, "MariaDB")}
 SETTINGS = settings(
     max_examples=int(os.environ.get("CRAFTSYNC_PROPERTY_EXAMPLES", "15")),
     stateful_step_count=30,
@@ -861,8 +873,15 @@ SETTINGS = settings(
 )
 
 
-def test_two_devices_and_the_server_converge_whatever_they_do() -> None:
-    # Given runs of host-app writes and syncs on two devices, each checked as it goes (SyncMachine)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
+def test_two_devices_and_the_server_converge_whatever_they_do(backend: str) -> None:
+    # Given runs of host-app writes and syncs on two devices and another program's writes to
+    # the central database on this backend, each checked as it goes (SyncMachine)
+    if backend != "sqlite":  # skips (or fails in CI) without the server
+        probe = _fresh_database(*SERVER_BACKENDS[backend])
+        next(probe)
+        probe.close()
+    BACKEND[0] = backend
     CHECKS.clear()
     run_state_machine_as_test(SyncMachine, settings=SETTINGS)
     # Then every kind of check met something to check, over the runs as a whole

@@ -12,6 +12,8 @@ A bulk import (``import_records``) pushes records straight from a CSV chunk, the
 
 from __future__ import annotations
 
+import json
+
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -134,8 +136,8 @@ def _apply_results(run: Run, outgoing: list[_Outgoing], results: list[dict[str, 
         if row is not None and any(row.get(name) != stored[name] for name in fields):
             store.upsert(entity, [stored])
         agreed.append((meta["record_id"], meta["local_version"], result["version"]))
-        if meta["deleted_data"] is not None:
-            tombstones.append((meta["deleted_data"], meta["id"]))
+        if meta["deleted_data"] is not None:  # kept in the server's form, as a row would be
+            tombstones.append((json.dumps(stored), meta["id"]))
     reconcile_all(run, conflicts, run.options.policy)
     store.agree(entity, agreed)
     # A hard-deleted record keeps its tombstone after agreement: the row stays removed.
