@@ -216,7 +216,11 @@ def _engine(url: str, *, dry_run: bool) -> Engine:
 def _transaction(engine: Engine, *, dry_run: bool) -> Iterator[Connection]:
     """One transaction (BEGIN IMMEDIATE on SQLite), read-only for a dry run; committed
     when the block ends well and not dry, else rolled back."""
-    with engine.connect().execution_options(write=not dry_run) as conn:
+    try:
+        opened = engine.connect()
+    except SQLAlchemyError as exc:
+        raise AdoptionError([f"cannot open the database: {_first_line(exc)}"]) from exc
+    with opened.execution_options(write=not dry_run) as conn:
         conn.begin()
         if dry_run and conn.dialect.name != "sqlite":
             conn.execute(text("SET TRANSACTION READ ONLY"))
