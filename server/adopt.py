@@ -70,7 +70,7 @@ from craftsync.contract.records import (
     now_iso,
     required_fields,
 )
-from craftsync.server.capture import _dialect, _new_id, book_table, drop_ddl, install_ddl
+from craftsync.server.capture import backend, book_table, drop_ddl, install_ddl, new_id_sql
 from craftsync.server.catalog import Catalog, EntityTables, IsoDate, IsoTime, contract_type
 from craftsync.server.db import SQLITE_BUSY_TIMEOUT_MS, alembic_config, make_engine
 from craftsync.server.mapping import OPTIONAL_TIMES, EntityMap, MapRequest, mapping_table, read_config
@@ -635,7 +635,7 @@ def _precision_lost(kind: Kind, column_type: Any, dialect: str) -> str | None:
 def _own_triggers(conn: Connection) -> list[tuple[str, str]]:
     """(name, table) of every trigger whose name CraftSync's triggers would take."""
     names = {f"craftsync_{entity}_{op}" for entity in ENTITIES for op in ("ins", "upd", "del")}
-    dialect = _dialect(conn.dialect)
+    dialect = backend(conn.dialect)
     if dialect == "sqlite":
         query = "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'"
     elif dialect == "postgresql":
@@ -698,10 +698,10 @@ def _install_triggers(conn: Connection, entity_map: EntityMap) -> None:
 def _fill(conn: Connection, entity_map: EntityMap) -> None:
     """Every existing row at version 1 with its place in the feed, in one statement. On
     MariaDB a row a trigger noted meanwhile keeps its pending change."""
-    d = _dialect(conn.dialect)
+    d = backend(conn.dialect)
     book, table, key = (_quote(conn, name) for name in (entity_map.book, entity_map.table, entity_map.key))
     sql = (f"INSERT INTO {book} (row_key, id, version, seq, changed_at) "
-           f"SELECT {key}, {_new_id(entity_map, d, key)}, 1, row_number() OVER (ORDER BY {key}), :now FROM {table}")
+           f"SELECT {key}, {new_id_sql(entity_map, d, key)}, 1, row_number() OVER (ORDER BY {key}), :now FROM {table}")
     if d == "mysql":
         sql += f" ON DUPLICATE KEY UPDATE {book}.row_key = {book}.row_key"
     conn.execute(text(sql), {"now": now_iso()})
@@ -761,7 +761,7 @@ def _undo(conn: Connection, maps: dict[str, EntityMap]) -> None:
     """After a failed step: roll back; where DDL committed on its own (MariaDB/MySQL), drop
     what the adoption made, all of it under names the survey found free."""
     conn.rollback()
-    if _dialect(conn.dialect) != "mysql":
+    if backend(conn.dialect) != "mysql":
         return
     for entity_map in maps.values():
         for statement in drop_ddl(entity_map, conn.dialect):

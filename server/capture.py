@@ -74,7 +74,8 @@ def book_table(entity_map: EntityMap, metadata: MetaData) -> Table:
     )
 
 
-def _dialect(dialect: Dialect | str) -> str:
+def backend(dialect: Dialect | str) -> str:
+    """The backend family of a dialect: "sqlite", "postgresql" or "mysql" (MariaDB too)."""
     name = dialect if isinstance(dialect, str) else dialect.name
     return "mysql" if name in ("mysql", "mariadb") else name
 
@@ -85,13 +86,13 @@ def _quote(dialect: str, name: str) -> str:
 
 def install_ddl(entity_map: EntityMap, dialect: Dialect | str) -> list[str]:
     """The statements that install the entity's triggers (its bookkeeping table exists)."""
-    d = _dialect(dialect)
+    d = backend(dialect)
     return {"sqlite": _sqlite, "postgresql": _postgresql, "mysql": _mysql}[d](entity_map, d)
 
 
 def drop_ddl(entity_map: EntityMap, dialect: Dialect | str) -> list[str]:
     """The statements that remove the entity's triggers."""
-    d = _dialect(dialect)
+    d = backend(dialect)
     names = [f"craftsync_{entity_map.entity}_{op}" for op in _OPS]
     if d == "postgresql":
         table = _quote(d, entity_map.table)
@@ -101,7 +102,7 @@ def drop_ddl(entity_map: EntityMap, dialect: Dialect | str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {n}" for n in names]
 
 
-def _new_id(entity_map: EntityMap, d: str, key: str) -> str:
+def new_id_sql(entity_map: EntityMap, d: str, key: str) -> str:
     """The id of a row another program inserted: the key itself, or an integer key written
     as 32 decimal digits (a valid 32-hex id no device makes)."""
     if entity_map.key_is_id:
@@ -117,7 +118,7 @@ def _sqlite(m: EntityMap, d: str) -> list[str]:
     book, table, key, now = _quote(d, m.book), _quote(d, m.table), _quote(d, m.key), _NOW[d]
     upsert = (
         f"INSERT INTO {book} (row_key, id, version, seq, changed_at, deleted_at) "
-        f"VALUES (NEW.{key}, {_new_id(m, d, 'NEW.' + key)}, 1, NULL, {now}, NULL) "
+        f"VALUES (NEW.{key}, {new_id_sql(m, d, 'NEW.' + key)}, 1, NULL, {now}, NULL) "
         "ON CONFLICT (row_key) DO UPDATE SET version = version + 1, seq = NULL, "
         "changed_at = excluded.changed_at, deleted_at = NULL;"
     )
@@ -134,7 +135,7 @@ def _mysql(m: EntityMap, d: str) -> list[str]:
     book, table, key, now = _quote(d, m.book), _quote(d, m.table), _quote(d, m.key), _NOW[d]
     upsert = (
         f"INSERT INTO {book} (row_key, id, version, seq, changed_at, deleted_at) "
-        f"VALUES (NEW.{key}, {_new_id(m, d, 'NEW.' + key)}, 1, NULL, {now}, NULL) "
+        f"VALUES (NEW.{key}, {new_id_sql(m, d, 'NEW.' + key)}, 1, NULL, {now}, NULL) "
         "ON DUPLICATE KEY UPDATE version = version + 1, seq = NULL, "
         "changed_at = VALUES(changed_at), deleted_at = NULL;"
     )
@@ -152,7 +153,7 @@ def _postgresql(m: EntityMap, d: str) -> list[str]:
     book, table, key, now = _quote(d, m.book), _quote(d, m.table), _quote(d, m.key), _NOW[d]
     upsert = (
         f"INSERT INTO {book} AS b (row_key, id, version, seq, changed_at, deleted_at) "
-        f"SELECT n.{key}, {_new_id(m, d, 'n.' + key)}, 1, NULL, {now}, NULL FROM craftsync_new AS n "
+        f"SELECT n.{key}, {new_id_sql(m, d, 'n.' + key)}, 1, NULL, {now}, NULL FROM craftsync_new AS n "
         "ON CONFLICT (row_key) DO UPDATE SET version = b.version + 1, seq = NULL, "
         "changed_at = EXCLUDED.changed_at, deleted_at = NULL;"
     )
@@ -187,7 +188,7 @@ def sequence(conn: Connection, book: Table, counters: Table, entity: str) -> int
     last = conn.execute(
         select(counters.c.value).where(counters.c.name == entity).with_for_update()
     ).scalar_one()
-    d = _dialect(conn.dialect)
+    d = backend(conn.dialect)
     name = _quote(d, book.name)
     if d == "mysql":
         # Lock what can be numbered now, passing over rows that running transactions hold,
