@@ -392,3 +392,32 @@ def test_a_quote_made_offline_for_a_customer_another_program_deleted_is_quaranti
     a.sql("UPDATE quotes SET customer_id = ? WHERE id = ?", other, quote["id"])
     assert a.sync("quotes").status == "completed" and a.pending() == 0
     assert central_rows(database_url_of(backend_app), "quotes")[quote["id"]]["customer_id"] == other
+
+
+def test_an_order_a_device_deleted_stays_removed_when_another_program_edits_then_deletes_its_row(
+    backend_app: Flask, direct: Direct, two: tuple[Device, Device]
+) -> None:
+    # Given an order with a number, on a device and on the server
+    a, _ = two
+    customer = _shared(direct, (a,))
+    (order,) = a.sql("INSERT INTO orders (customer_id, notes) VALUES (?, 'new') RETURNING id", customer)
+    assert a.sync("orders").status == "completed"
+    assert a.rows("orders")[order["id"]]["order_number"] is not None
+    # ... which the host app then DELETEs, and the device pushes the delete (a soft delete on the server)
+    a.sql("DELETE FROM orders WHERE id = ?", order["id"])
+    assert a.sync("orders").status == "completed"
+    # ... and another program edits the deleted central row, and the device pulls that edit
+    direct.update("orders", order["id"], notes="closed by accounting")
+    assert a.sync("orders").status == "completed"
+    # When the program DELETEs the row outright, and the device syncs the tombstone (no fields)
+    assert direct.delete("orders", order["id"]) == 1
+    assert a.sync("orders").status == "completed"
+    # Then the order the device removed stays removed: no row comes back (with a new number or
+    # without), and the device agrees with the server at the tombstone's version, nothing pending
+    back = [dict(row) for row in a.sql("SELECT * FROM orders WHERE id = ?", order["id"])]
+    assert back == [], f"the removed order is back: {back}"
+    (meta,) = a.sql("SELECT sync_status, remote_version FROM sync_metadata WHERE entity = 'orders' "
+                    "AND record_id = ?", order["id"])
+    assert (meta["sync_status"], meta["remote_version"]) == ("synced", direct.book("orders")[order["id"]].version)
+    assert a.pending() == 0
+

@@ -12,8 +12,6 @@ A bulk import (``import_records``) pushes records straight from a CSV chunk, the
 
 from __future__ import annotations
 
-import json
-
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -137,11 +135,11 @@ def _apply_results(run: Run, outgoing: list[_Outgoing], results: list[dict[str, 
             store.upsert(entity, [stored])
         agreed.append((meta["record_id"], meta["local_version"], result["version"]))
         if meta["deleted_data"] is not None:  # kept in the server's form, as a row would be
-            tombstones.append((json.dumps(stored), meta["id"]))
+            tombstones.append((meta["record_id"], stored))
     reconcile_all(run, conflicts, run.options.policy)
     store.agree(entity, agreed)
     # A hard-deleted record keeps its tombstone after agreement: the row stays removed.
-    store.keep_tombstones(tombstones)
+    store.keep_tombstones(entity, tombstones)
     return len(conflicts)
 
 

@@ -23,11 +23,13 @@ from craftsync.worker.store import Row, local_record, loads
 
 def apply_page(run: Run, records: list[dict[str, Any]]) -> int:
     """Apply one page inside the run's write transaction; returns how many records changed something."""
-    store, entity = run.store, run.entity
+    store, entity, fields = run.store, run.entity, data_fields(run.entity)
     metas = store.metadata(entity, [record["id"] for record in records])
     changed_here = [record_id for record_id, meta in metas.items() if meta["sync_status"] != "synced"]
-    rows = store.rows(entity, changed_here)
-    unchanged, agreed, merged = [], [], 0
+    # Which rows the device holds: those it changed, and those a tombstone may overwrite
+    tombstones = [record["id"] for record in records if record.get("deleted_at") is not None]
+    rows = store.rows(entity, list({*changed_here, *tombstones}))
+    unchanged, agreed, gone, merged = [], [], [], 0
     for record in records:
         meta = metas.get(record["id"])
         if meta is not None and meta["sync_status"] != "synced":
@@ -35,13 +37,15 @@ def apply_page(run: Run, records: list[dict[str, Any]]) -> int:
             continue
         if meta is not None and (meta["remote_version"] or 0) >= record["version"]:
             continue  # already have this version (or newer), e.g. from our own push
-        row_gone = meta is None or meta["deleted_data"] is not None
-        if record.get("deleted_at") is None or not row_gone:  # a tombstone does not bring back a removed row
+        if record.get("deleted_at") is None or record["id"] in rows:
             unchanged.append(record)
+        else:  # a tombstone does not bring back a removed row; the record keeps it instead
+            gone.append((record["id"], {name: record.get(name) for name in fields}))
         local_version = meta["local_version"] if meta is not None else 0
         agreed.append((record["id"], local_version, record["version"]))
     store.upsert(entity, unchanged)
     store.agree(entity, agreed)
+    store.keep_tombstones(entity, gone)
     return merged + len(agreed)
 
 
@@ -56,8 +60,10 @@ def reconcile(run: Run, record: dict[str, Any], meta: Row | None, row: dict[str,
     if meta is None or meta["sync_status"] == "synced":
         if meta is not None and (meta["remote_version"] or 0) >= version:
             return False  # already have this version (or newer), e.g. from our own push
-        store.write_record(entity, remote, row_exists=meta is not None and meta["deleted_data"] is None)
+        written = store.write_record(entity, remote)
         store.agree(entity, [(record_id, meta["local_version"] if meta else 0, version)])
+        if not written:
+            store.keep_tombstones(entity, [(record_id, remote)])
         return True
     local = canon(entity, local_record(meta, row))
     base = canon(entity, loads(meta["base_data"])) if meta["base_data"] else None
@@ -75,11 +81,13 @@ def reconcile(run: Run, record: dict[str, Any], meta: Row | None, row: dict[str,
                                 version=version)
             run.emit(EventType.CONFLICT)
             return True
-    store.write_record(entity, outcome.record, row_exists=meta["deleted_data"] is None)
+    written = store.write_record(entity, outcome.record)
     if outcome.record == remote:
         store.agree(entity, [(record_id, meta["local_version"], version)])
     else:  # local changes survive the merge: push them from the new base
         store.keep_pending(entity, record_id, version=version, base=remote)
+    if not written:  # the row stays removed: the merged tombstone is what the device holds (and pushes)
+        store.keep_tombstones(entity, [(record_id, outcome.record)])
     return True
 
 

@@ -237,12 +237,14 @@ class LocalStore:
         )
         self.execute_many(statement, [[record.get(name) for name in fields] for record in records])
 
-    def write_record(self, entity: str, data: dict[str, Any], *, row_exists: bool) -> None:
-        """Write one record (an upsert); a tombstone of a record this device has already
-        removed stays removed."""
-        if data.get("deleted_at") is not None and not row_exists and not self.row_exists(entity, data["id"]):
-            return
+    def write_record(self, entity: str, data: dict[str, Any]) -> bool:
+        """Write one record (an upsert); returns whether it did. A tombstone of a record
+        whose row this device does not hold (removed here, or never had) is not written:
+        the row stays removed. The row itself says so, not the metadata."""
+        if data.get("deleted_at") is not None and not self.row_exists(entity, data["id"]):
+            return False
         self.upsert(entity, [data])
+        return True
 
     # -- sync metadata ------------------------------------------------------------------------
 
@@ -334,9 +336,13 @@ class LocalStore:
         self.execute_many("DELETE FROM sync_metadata WHERE id = ? AND local_version = ?",
                           [(meta["id"], meta["local_version"]) for meta in metas])
 
-    def keep_tombstones(self, tombstones: list[tuple[str, int]]) -> None:
-        """A hard-deleted record keeps its tombstone after agreement: (deleted_data, meta id) each."""
-        self.execute_many("UPDATE sync_metadata SET deleted_data = ? WHERE id = ?", tombstones)
+    def keep_tombstones(self, entity: str, tombstones: list[tuple[str, dict[str, Any]]]) -> None:
+        """Records whose row this device does not hold keep their tombstone after agreement
+        (``agree`` clears it): (record_id, the record as the server holds it) each. The
+        tombstone is what says the row stays removed; without it a later tombstone of the
+        record would be written as a new row."""
+        self.execute_many("UPDATE sync_metadata SET deleted_data = ? WHERE entity = ? AND record_id = ?",
+                          [(json.dumps(data), entity, record_id) for record_id, data in tombstones])
 
 
 #: Record that both sides hold the same record at a version (no local changes left).
