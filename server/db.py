@@ -1,7 +1,8 @@
 """Engine creation and schema migration for the central database.
 
 SQLite needs two adjustments to behave like a server database under concurrent writers:
-WAL mode with a busy timeout, and write transactions that take the write lock at BEGIN
+WAL mode with a busy timeout (and temporary files in memory, for the capture triggers'
+statement journals), and write transactions that take the write lock at BEGIN
 (``BEGIN IMMEDIATE``) instead of failing half-way when two readers both try to upgrade.
 A connection opened with ``execution_options(write=True)`` gets the latter.
 
@@ -60,6 +61,9 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # The capture triggers make each write keep a statement journal, a temporary file by
+        # default: in memory, a batch push is a third faster (docs/BENCHMARKS.md).
+        cursor.execute("PRAGMA temp_store = MEMORY")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
