@@ -56,9 +56,16 @@ _OPS: Final = ("ins", "upd", "del")
 
 
 def book_table(entity_map: EntityMap, metadata: MetaData) -> Table:
-    """The bookkeeping table of one entity, declared in ``metadata``."""
+    """The bookkeeping table of one entity, declared in ``metadata``.
+
+    Every captured write changes it, so it carries only the indexes reads need: its key, the
+    feed position, and the id where the id is not the key itself. On SQLite it is clustered
+    by its key (``WITHOUT ROWID``): one B-tree fewer per write."""
     key_type = String(32) if entity_map.key_is_id else BigInteger()
     name = entity_map.book
+    indexes = [Index(f"ix_{name}_seq", "seq", unique=True)]
+    if not entity_map.key_is_id:
+        indexes.append(Index(f"ix_{name}_id", "id", unique=True))
     return Table(
         name,
         metadata,
@@ -68,9 +75,8 @@ def book_table(entity_map: EntityMap, metadata: MetaData) -> Table:
         Column("seq", BigInteger),
         Column("changed_at", TIME, nullable=False),
         Column("deleted_at", TIME),
-        Index(f"ix_{name}_id", "id", unique=True),
-        Index(f"ix_{name}_seq", "seq", unique=True),
-        Index(f"ix_{name}_changed_at", "changed_at"),
+        *indexes,
+        sqlite_with_rowid=False,
     )
 
 

@@ -111,6 +111,12 @@ class EntityTables:
     def key(self) -> Column:
         return self.rows.c[self.map.key]
 
+    @property
+    def record_id(self) -> Column:
+        """The bookkeeping column to find a record by its id: the key itself where the key
+        is the id (no second index to keep), else the id beside an integer key."""
+        return self.book.c.row_key if self.map.key_is_id else self.book.c.id
+
     def column(self, name: str) -> Column | None:
         column = self.map.column(name)
         return self.rows.c[column] if column else None

@@ -117,8 +117,7 @@ def pull(
 
 def get(conn: Connection, catalog: Catalog, entity: str, record_id: str) -> dict[str, Any] | None:
     """One record by id, tombstones included."""
-    book = catalog[entity].book
-    row = conn.execute(record_query(catalog, entity).where(book.c.id == record_id)).first()
+    row = conn.execute(record_query(catalog, entity).where(catalog[entity].record_id == record_id)).first()
     return to_record(entity, row) if row else None
 
 
@@ -307,7 +306,7 @@ class _Batch:
             for start in range(0, len(keys), _CHUNK):
                 conn.execute(delete(tables.rows).where(tables.key.in_(keys[start : start + _CHUNK])))
             conn.execute(
-                update(tables.book).where(tables.book.c.id == bindparam("gone_id")).values(
+                update(tables.book).where(tables.record_id == bindparam("gone_id")).values(
                     deleted_at=bindparam("gone_at")
                 ),
                 [{"gone_id": rid, "gone_at": when} for rid, when in self.deletes.items()],
@@ -384,8 +383,8 @@ class _Batch:
     def _row_deleted(self, target: str, record_id: str) -> bool:
         """Whether the server knows the record only as a tombstone whose row is gone (another
         program's DELETE, or a delete on a table without ``deleted_at``)."""
-        book = self.catalog[target].book
-        return self.conn.execute(select(book.c.id).where(book.c.id == record_id)).first() is not None
+        tables = self.catalog[target]
+        return self.conn.execute(select(tables.book.c.id).where(tables.record_id == record_id)).first() is not None
 
     def _settle_number(self, data: dict[str, Any], current: dict[str, Any] | None) -> tuple[str | None, str | None]:
         """The number a live record will hold, and a note when it is not the one sent."""
@@ -439,11 +438,11 @@ class _Batch:
         write to one of them has either committed before, or waits for this batch."""
         tables, ids = self.tables, list(ids)
         book = tables.book
-        known = _select_in(self.conn, select(book.c.id, book.c.row_key), book.c.id, ids)
+        known = _select_in(self.conn, select(book.c.id, book.c.row_key), tables.record_id, ids)
         if self.conn.dialect.name != "sqlite" and known:  # SQLite: the batch holds the file's write lock
             keys = sorted(row.row_key for row in known)
             _select_in(self.conn, select(tables.key).with_for_update(of=tables.rows), tables.key, keys)
-        rows = _select_in(self.conn, record_query(self.catalog, self.entity), book.c.id, ids)
+        rows = _select_in(self.conn, record_query(self.catalog, self.entity), tables.record_id, ids)
         self.keys = {row.id: (row.row_key, row.present_key is not None) for row in rows}
         return {row.id: to_record(self.entity, row) for row in rows}
 
@@ -458,7 +457,7 @@ class _Batch:
             query = select(tables.book.c.id, tables.key).select_from(
                 tables.book.join(tables.rows, tables.key == tables.book.c.row_key)
             )
-            rows = _select_in(self.conn, query, tables.book.c.id, wanted)
+            rows = _select_in(self.conn, query, tables.record_id, wanted)
             found.setdefault(target, {}).update({row[0]: row[1] for row in rows})
         return found
 
