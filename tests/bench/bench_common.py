@@ -96,43 +96,33 @@ def make_customers(count: int, seed: int) -> Iterator[dict[str, Any]]:
 
 
 @contextmanager
-def postgres_database(prefix: str) -> Iterator[tuple[str, str, str]]:
-    """A fresh PostgreSQL database ``<prefix><random>`` next to POSTGRES_ADMIN_URL, dropped
-    at the end: its SQLAlchemy URL, its name and the server's version."""
+def _fresh_database(admin_url: str, prefix: str, version_sql: str, drop_suffix: str) -> Iterator[tuple[str, str, str]]:
+    """A fresh database ``<prefix><random>`` next to ``admin_url``, dropped at the end: its
+    SQLAlchemy URL, its name and the server's version."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"{prefix}{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        version = str(conn.execute(text("SHOW server_version")).scalar_one()).split()[0]
+        version = str(conn.execute(text(version_sql)).scalar_one()).split()[0].split("-")[0]
         conn.execute(text(f"CREATE DATABASE {name}"))
     try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False), name, version
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False), name, version
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{drop_suffix}"))
         admin.dispose()
 
 
-@contextmanager
-def mariadb_database(prefix: str) -> Iterator[tuple[str, str, str]]:
-    """A fresh MariaDB/MySQL database ``<prefix><random>`` next to MARIADB_ADMIN_URL, dropped
-    at the end: its SQLAlchemy URL, its name and the server's version."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+def postgres_database(prefix: str) -> Any:
+    """A fresh PostgreSQL database next to POSTGRES_ADMIN_URL (see ``_fresh_database``)."""
+    return _fresh_database(POSTGRES_ADMIN_URL, prefix, "SHOW server_version", " WITH (FORCE)")
 
-    name = f"{prefix}{secrets.token_hex(6)}"
-    admin = create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        version = str(conn.execute(text("SELECT VERSION()")).scalar_one()).split("-")[0]
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False), name, version
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+
+def mariadb_database(prefix: str) -> Any:
+    """A fresh MariaDB/MySQL database next to MARIADB_ADMIN_URL (see ``_fresh_database``)."""
+    return _fresh_database(MARIADB_ADMIN_URL, prefix, "SELECT VERSION()", "")
 
 
 # --------------------------------------------------------------------------- reporting
