@@ -13,23 +13,25 @@ import json
 import os
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 import redis
+import tenacity
 
 from craftsync.contract.records import ENTITIES
 from craftsync.contract.vocabulary import EventType, Resolution
 from craftsync.shell.errors import UsageError
 from craftsync.shell.preferences import PreferenceStore
-from craftsync.worker.broker import broker_errors, ping
+from craftsync.worker.broker import PING_TIMEOUT_S, broker_errors, wait_for_broker, wait_until_answers
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncEngine, SyncOptions
-from craftsync.worker.errors import SyncError
+from craftsync.worker.errors import RemoteError, SyncError
 from craftsync.worker.events import channel, follow
 from craftsync.worker.imports import CHUNK_ROWS, queue_import, read_csv
 from craftsync.worker.queue import request_sync, sync_order
-from craftsync.worker.remote import RemoteClient
+from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.settings import Settings, data_dir
 from craftsync.worker.store import LocalStore
 
@@ -189,18 +191,44 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 # -- worker --------------------------------------------------------------------------------
 
 
+#: How long ``craftsync worker`` waits at start-up for the server to answer before it starts
+#: anyway (its runs then fail, each saying why, until the server answers): long enough for
+#: a server started beside it to migrate its database, short enough that a desktop whose
+#: server is down does not leave its syncs queued unseen.
+SERVER_WAIT_S: Final = 60.0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
-    ping(_broker_url(settings))
-    settings.remote()  # fail now, in one line, rather than in every worker thread
+    remote = settings.remote()  # fail now, in one line, rather than in every worker thread
+    wait_for_broker(_broker_url(settings), say=_say_waiting)  # the Procfile starts it beside us
+    _wait_for_server(remote)
     os.environ.update(settings.to_env())
     # An idle worker polls Redis every 100 ms instead of every second (dramatiq reads this
     # in each worker process), so that a sync request is picked up at once.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
     argv = ["craftsync.worker.actors", "--processes", str(args.processes), "--threads", str(args.threads)]
     return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+
+
+def _wait_for_server(remote: RemoteSettings) -> None:
+    """Wait up to SERVER_WAIT_S for the server's health check to answer, then go on either way."""
+    def not_answering(exc: BaseException) -> str | None:
+        return "not answering yet" if isinstance(exc, RemoteError) and not exc.needs_user else None
+
+    quick = replace(remote, timeout_s=PING_TIMEOUT_S, connect_timeout_s=PING_TIMEOUT_S, max_attempts=1)
+    with RemoteClient(quick) as client:
+        try:
+            wait_until_answers(client.health, what=f"the server at {remote.base_url}", passing=not_answering,
+                               say=_say_waiting, stop=tenacity.stop_after_delay(SERVER_WAIT_S))
+        except RemoteError as exc:
+            _say_waiting(f"{exc.plain} Starting anyway: syncs fail, each saying why, until it answers.")
+
+
+def _say_waiting(line: str) -> None:
+    print(f"craftsync: {line}", file=sys.stderr, flush=True)
 
 
 # -- status and conflicts ------------------------------------------------------------------

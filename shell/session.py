@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import psutil
 import redis
+import tenacity
 import waitress
 from dramatiq.brokers.redis import RedisBroker
 
@@ -33,7 +34,7 @@ from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
 from craftsync.shell.ui_server import UiContext, create_ui_app
-from craftsync.worker.broker import ping
+from craftsync.worker.broker import wait_for_broker
 from craftsync.worker.errors import BrokerUnavailable, ConfigurationError, SyncError
 from craftsync.worker.queue import request_sync, sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
@@ -98,8 +99,9 @@ class Session:
         if not self.redis_url:
             self.broker = EmbeddedBroker().start()
             self.redis_url = self.broker.url
-        try:
-            ping(self.redis_url)
+        try:  # an external broker may be starting beside us (the Procfile): wait for it, until stopped
+            wait_for_broker(self.redis_url, say=lambda line: print(f"craftsync: {line}", file=sys.stderr, flush=True),
+                            stop=tenacity.stop_when_event_set(self._stopped))
         except BrokerUnavailable as exc:
             raise SessionError(f"cannot reach the broker: {exc.reason}") from exc
         self._redis = redis.Redis.from_url(self.redis_url)
