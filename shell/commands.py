@@ -24,7 +24,13 @@ from craftsync.contract.records import ENTITIES
 from craftsync.contract.vocabulary import EventType, Resolution
 from craftsync.shell.errors import UsageError
 from craftsync.shell.preferences import PreferenceStore
-from craftsync.worker.broker import PING_TIMEOUT_S, broker_errors, wait_for_broker, wait_until_answers
+from craftsync.worker.broker import (
+    PING_TIMEOUT_S,
+    broker_errors,
+    broker_state,
+    wait_for_broker,
+    wait_until_answers,
+)
 from craftsync.worker.conflicts import open_conflicts, resolve
 from craftsync.worker.engine import SyncEngine, SyncOptions
 from craftsync.worker.errors import RemoteError, SyncError
@@ -239,6 +245,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         report = {
             "database": str(settings.database),
             "connection": _connection(settings),
+            "broker": broker_state(settings.redis_url),
             "entities": {entity: _entity_status(store, entity) for entity in ENTITIES},
             "open_conflicts": len(open_conflicts(store)),
         }
@@ -247,6 +254,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     connection = report["connection"]
     print(f"remote:    {connection['state']} {connection.get('url') or ''} {connection.get('detail') or ''}".rstrip())
+    broker = report["broker"]
+    print(f"broker:    {broker['state']} {broker.get('url') or ''} {broker.get('detail') or ''}".rstrip())
     for entity, info in report["entities"].items():
         last = info["last_run"]
         when = f"last run {last['status']} at {last['finished_at'] or last['started_at']}" if last else "never synced"

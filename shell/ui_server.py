@@ -31,6 +31,7 @@ from craftsync.shell import records_api
 from craftsync.shell.preferences import InvalidPreferences, Preferences, PreferenceStore, masked
 from craftsync.shell.remote_choice import RemoteChoice
 from craftsync.worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
+from craftsync.worker.broker import UNREACHABLE as BROKER_UNREACHABLE
 from craftsync.worker.broker import broker_errors
 from craftsync.worker.errors import BrokerUnavailable, SyncError
 from craftsync.worker.events import channel
@@ -208,11 +209,12 @@ def _body() -> dict[str, Any]:
 def status() -> Response:
     store, ctx = _store(), _ctx()
     client: redis.Redis = current_app.extensions["craftsync.redis"]
+    broker = {"state": "online"}
     try:
         with broker_errors():
             syncing = running(client)
     except BrokerUnavailable:
-        syncing = []
+        syncing, broker = [], {"state": "unreachable", "detail": BROKER_UNREACHABLE}
     entities = {}
     for entity in ENTITIES:
         entities[entity] = {**store.counts(entity), "last_run": store.runs.last(entity)}
@@ -230,6 +232,7 @@ def status() -> Response:
     return jsonify(
         state=state,
         connection=connection,
+        broker=broker,
         syncing=syncing,
         last_sync=last_sync,
         entities=entities,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 import dramatiq
 import redis
+import tenacity
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
@@ -45,6 +47,8 @@ MAX_BUSY_RETRIES: Final = 2000
 MAX_BACKOFF_MS: Final = 2000
 #: Attempts at a message whose run raised (a failed sync does not raise: it is recorded).
 MAX_CRASH_RETRIES: Final = 3
+#: How long a run that ended waits for an absent broker to queue the rest of its chain.
+CHAIN_WAIT_S: Final = 120.0
 
 settings = Settings.from_env()
 if not settings.redis_url:
@@ -86,15 +90,45 @@ def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> Non
             then, requests = claimed
             result = _engine().sync(
                 entity, SyncOptions(direction=direction, policy=policy), run_id=run_id,  # type: ignore[arg-type]
-                progress=lambda event: _publish({**event, "requests": requests}),
+                progress=_progress_sink(requests),
             )
     except EntityBusy as exc:
         # Another run of this entity holds the lock: an expected wait, so dramatiq retries the
         # message later without logging a traceback (it logs any other exception as an error).
         raise dramatiq.Retry(str(exc)) from None
     if then:
-        request_sync(broker, _redis, then, direction=direction, policy=policy, requests=requests)
+        _continue_chain(then, direction=direction, policy=policy, requests=requests)
     log.info("%s %s: %s (pushed %d, pulled %d)", entity, direction, result.status, result.pushed, result.pulled)
+
+
+def _progress_sink(requests: list[str]) -> Callable[[dict[str, Any]], None]:
+    """Publish a run's events, naming the requests it serves. Events only tell of the run:
+    while the broker is away the run goes on (its outcome is stored in the local file), and
+    the events it could not publish are dropped, with one warning per run."""
+    warned = False
+
+    def publish(event: dict[str, Any]) -> None:
+        nonlocal warned
+        try:
+            _publish({**event, "requests": requests})
+        except redis.RedisError as exc:
+            if not warned:
+                warned = True
+                log.warning("the broker is not answering (%s): the run goes on, its progress is not shown", exc)
+
+    return publish
+
+
+def _continue_chain(then: list[str], *, direction: str, policy: str, requests: list[str]) -> None:
+    """Queue the rest of the chain, waiting up to CHAIN_WAIT_S for a broker that is away."""
+    tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(redis.ConnectionError),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+        stop=tenacity.stop_after_delay(CHAIN_WAIT_S),
+        before_sleep=lambda state: log.warning("the broker is not answering: the sync of %s waits for it",
+                                               ", ".join(then)),
+        reraise=True,
+    )(request_sync, broker, _redis, then, direction=direction, policy=policy, requests=requests)
 
 
 def _declare(entity: str) -> dramatiq.Actor:

@@ -100,3 +100,19 @@ def wait_for_broker(url: str, *, say: Callable[[str], None],
     it refuses us, or when ``stop`` ends the wait."""
     wait_until_answers(lambda: ping(url), what=f"the broker at {safe_url(url)}", passing=not_answering_yet,
                        say=say, stop=stop)
+
+
+#: What the status says while the broker does not answer.
+UNREACHABLE: Final = "The sync service's broker is not answering: syncs wait until it is back."
+
+
+def broker_state(url: str | None) -> dict[str, str]:
+    """The broker as ``craftsync status`` and the UI's status show it: ``online``,
+    ``unreachable`` (with ``detail``, the sentence to show) or ``unconfigured``."""
+    if not url:
+        return {"state": "unconfigured"}
+    try:
+        ping(url, timeout_s=1.0)
+    except BrokerUnavailable:
+        return {"state": "unreachable", "url": safe_url(url), "detail": UNREACHABLE}
+    return {"state": "online", "url": safe_url(url)}

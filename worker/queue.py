@@ -7,7 +7,9 @@ the run and does it; the others find it claimed and do nothing. So a waiting run
 message is stuck with a dead worker is done by the next request's message. A run holds
 ``craftsync:lock:<entity>`` while it works, renewed in the background; a worker that dies
 stops renewing it, so the lock lapses within ``LOCK_TTL_S`` and the next request runs
-promptly. A run that finds the lock taken waits for it through dramatiq's retries.
+promptly. A run that finds the lock taken waits for it through dramatiq's retries. A broker
+that restarts while a run holds the lock comes back without it (no persistence) or with it
+lapsing within ``LOCK_TTL_S`` (persistence): nobody has to clean it up.
 
 "All" is a chain: customers, then quotes, then orders (spec §6.6), each run enqueueing the
 next when it ends, so that parents always reach the server before their children.
@@ -139,9 +141,12 @@ def entity_lock(client: redis.Redis, entity: str) -> Iterator[None]:
     def renew() -> None:
         while not stop.wait(LOCK_TTL_S / 3):
             try:
-                lock.reacquire()
+                try:
+                    lock.reacquire()
+                except redis.exceptions.LockNotOwnedError:  # a broker restarted empty lost it
+                    lock.acquire(blocking=False)  # hold it again, unless another run took it meanwhile
             except redis.RedisError:
-                return
+                pass  # the broker is away: try again at the next turn
 
     renewer = threading.Thread(target=renew, name=f"lock-{entity}", daemon=True)
     renewer.start()
@@ -152,8 +157,8 @@ def entity_lock(client: redis.Redis, entity: str) -> Iterator[None]:
         renewer.join()
         try:
             lock.release()
-        except redis.exceptions.LockError:
-            pass  # it lapsed meanwhile; nothing to release
+        except (redis.exceptions.LockError, redis.RedisError):
+            pass  # it lapsed meanwhile, or the broker is away (and it lapses there): nothing to release
 
 
 def ordered(entities: list[str]) -> list[str]:
