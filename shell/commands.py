@@ -38,7 +38,7 @@ from craftsync.worker.events import channel, follow
 from craftsync.worker.imports import CHUNK_ROWS, queue_import, read_csv
 from craftsync.worker.queue import request_sync, sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
-from craftsync.worker.settings import Settings, data_dir
+from craftsync.worker.settings import Settings, data_dir, read_runtime
 from craftsync.worker.store import LocalStore
 
 #: Exit codes of ``craftsync sync --wait`` / ``--inline`` (spec §3).
@@ -244,24 +244,41 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     with LocalStore(settings.database) as store:
         report = {
             "database": str(settings.database),
+            "database_problem": store.write_problem(),  # read-only, locked by another program
             "connection": _connection(settings),
             "broker": broker_state(settings.redis_url),
             "entities": {entity: _entity_status(store, entity) for entity in ENTITIES},
             "open_conflicts": len(open_conflicts(store)),
+            "service": _service(),
         }
     if args.json:
         print(json.dumps(report))
         return EXIT_OK
     connection = report["connection"]
     print(f"remote:    {connection['state']} {connection.get('url') or ''} {connection.get('detail') or ''}".rstrip())
+    if report["service"]["message"]:
+        print(f"service:   {report['service']['message']}")
     broker = report["broker"]
     print(f"broker:    {broker['state']} {broker.get('url') or ''} {broker.get('detail') or ''}".rstrip())
+    if report["database_problem"]:
+        print(f"database:  {report['database_problem']}")
     for entity, info in report["entities"].items():
         last = info["last_run"]
         when = f"last run {last['status']} at {last['finished_at'] or last['started_at']}" if last else "never synced"
+        if last and last["status"] == "failed" and last["error"]:
+            when += f": {last['error']}"
         print(f"{entity:<10} pending {info['pending']:>6}  conflicts {info['conflict']:>4}  rejected {info['rejected']:>4}  {when}")
     print(f"open conflicts: {report['open_conflicts']}")
     return EXIT_OK
+
+
+def _service() -> dict[str, Any]:
+    """What the running ``craftsync run`` says of its sync service (its runtime file): whether
+    a process of it restarted, or is left down; "not running" when no session runs."""
+    running = read_runtime()
+    if not running:
+        return {"state": "not_running", "message": None, "at": None}
+    return running.get("service") or {"state": "ok", "message": None, "at": None}
 
 
 def _entity_status(store: LocalStore, entity: str) -> dict[str, Any]:

@@ -5,6 +5,14 @@ server unless one is configured), the worker processes, the UI server on a free 
 port, the connection monitor and the scheduler, then the window (or the browser). Stop
 order is the reverse; every process started is stopped, with its children, and the
 runtime file that lets other ``craftsync`` commands find this session is removed.
+
+While the session runs, ``shell/supervisor.py`` watches the broker, the demo server and the
+workers, and restarts one that dies. Around each restart the session recovers what it lost:
+a restarted embedded broker comes back on the same port and password but empty, so the
+requests still waiting are queued again; after the workers died, the runs they left
+"running" end as failed with the reason and are tried again (at most ``MAX_RUN_RETRIES``
+times), and the waiting requests are queued again too (a dead worker may hold their message).
+What happened goes into the runtime file, for the UI's status and ``craftsync status``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Final
 
 import psutil
@@ -28,14 +38,17 @@ import waitress
 from dramatiq.brokers.redis import RedisBroker
 
 from craftsync.contract.records import ENTITIES, now_iso
+from craftsync.contract.vocabulary import EventType
 from craftsync.shell.broker import EmbeddedBroker
 from craftsync.shell.errors import SessionError
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
+from craftsync.shell.supervisor import RunLedger, Supervisor, Watched, family_alive
 from craftsync.shell.ui_server import UiContext, create_ui_app
 from craftsync.worker.broker import wait_for_broker
 from craftsync.worker.errors import BrokerUnavailable, ConfigurationError, SyncError
+from craftsync.worker.events import Publisher
 from craftsync.worker.queue import request_sync, sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
 from craftsync.worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
@@ -52,6 +65,11 @@ STOP_TIMEOUT_S: Final = 10.0
 WORKER_HEARTBEAT_S: Final = 30.0
 #: Threads of the UI server: each open event stream holds one.
 UI_THREADS: Final = 16
+#: How often one request's runs are tried again after the workers died under them.
+MAX_RUN_RETRIES: Final = 2
+#: What the user calls the supervised processes, to begin a sentence.
+SYNC_SERVICE: Final = "The sync service"
+DEMO_SERVER: Final = "The demo server"
 
 
 class Session:
@@ -66,6 +84,14 @@ class Session:
         self.demo: Demo | None = None
         self._demo_process: subprocess.Popen[bytes] | None = None
         self.workers: subprocess.Popen[bytes] | None = None
+        #: The workers' dramatiq parent and every worker process of it seen so far.
+        self._worker_family: list[psutil.Process] = []
+        #: Held while the workers are replaced on purpose, so that supervision does not step in.
+        self._workers_lock = threading.RLock()
+        self._broker_process: psutil.Process | None = None
+        self.supervisor = Supervisor(on_change=self._write_runtime)
+        self.ledger: RunLedger | None = None
+        self._runtime_lock = threading.Lock()
         self.ui_server: Any = None
         self.ui_url = ""
         self.monitor: ConnectionMonitor | None = None
@@ -90,6 +116,7 @@ class Session:
             self._start_ui()
             self._start_background()
             self._write_runtime()
+            self._supervise()
         except BaseException:
             self.stop()
             raise
@@ -106,19 +133,37 @@ class Session:
             raise SessionError(f"cannot reach the broker: {exc.reason}") from exc
         self._redis = redis.Redis.from_url(self.redis_url)
         self._dramatiq = RedisBroker(url=self.redis_url)
+        self._publish = Publisher(self._redis)
+        self.ledger = RunLedger(self.redis_url).start()
+        self._broker_process = _handle(self.broker.pid) if self.broker else None
+
+    def _restart_broker(self) -> None:
+        """The embedded broker again, on the same port and password (so that every client
+        finds it where it was); it comes back empty."""
+        assert self.broker is not None
+        where = urlsplit(self.redis_url)
+        self.broker.stop()
+        self.broker = EmbeddedBroker(port=where.port, password=where.password).start()
+        self._broker_process = _handle(self.broker.pid)
 
     def _start_remote(self) -> None:
         """Start the demo server when no remote address is configured (and none runs yet)."""
         if self.settings.remote_url or self.preferences.load().remote_url or self.demo is not None:
             return
         port, key = _free_port(), secrets.token_urlsafe(24)
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{data_dir() / 'demo-central.db'}", "API_KEYS": key}
-        env.pop("REDIS_URL", None)
-        process = _spawn([sys.executable, "-m", "craftsync.shell.cli", "server", "--demo", "--port", str(port)], env)
-        self._demo_process = process
         demo = Demo(url=f"http://127.0.0.1:{port}/api", key=key)
-        _wait_healthy(demo, process)
+        self._spawn_demo(demo)
         self.demo = demo
+        self._supervise_demo()
+
+    def _spawn_demo(self, demo: Demo) -> None:
+        """Run the demo server at ``demo``'s address with its key; return once it answers."""
+        port = str(urlsplit(demo.url).port)
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{data_dir() / 'demo-central.db'}", "API_KEYS": demo.key}
+        env.pop("REDIS_URL", None)
+        process = _spawn([sys.executable, "-m", "craftsync.shell.cli", "server", "--demo", "--port", port], env)
+        self._demo_process = process
+        _wait_healthy(demo, process)
 
     def choice(self) -> RemoteChoice:
         """The remote address and key in force: the environment's, else the saved ones, else
@@ -152,7 +197,9 @@ class Session:
             return f"There is no API key for {choice.url}: enter it in Settings."
         if self._settings_of(choice) is None:
             return f"The server address {choice.url} cannot be used: correct it in Settings."
-        if self.settings.workers and (self.workers is None or self.workers.poll() is not None):
+        if (down := self.supervisor.gave_up("broker", "workers")) is not None:
+            return down
+        if self.settings.workers and self.workers is None:
             return "The sync service is not running: close CraftSync and start it again."
         if not self.settings.workers and not _worker_alive(self._redis, besides=self._dramatiq.broker_id):
             # Queued now, the request would wait unseen, and the embedded broker forgets it at exit.
@@ -168,6 +215,7 @@ class Session:
             env.update(REMOTE_API_URL=remote.base_url, REMOTE_API_KEY=remote.api_key)
         argv = [sys.executable, "-m", "craftsync.shell.cli", "worker", "--processes", str(self.settings.workers)]
         self.workers = _spawn(argv, env) if remote is not None else None
+        self._worker_family = [_handle(self.workers.pid)] if self.workers else []
 
     def _settings_changed(self) -> None:
         """Apply changed settings: a cleared address brings the demo server back; the workers
@@ -182,19 +230,24 @@ class Session:
 
     def restart_workers(self) -> None:
         """Apply changed settings (remote URL, key) to the workers."""
-        if self.workers is not None:
-            _stop_tree(self.workers)
-            self.workers = None
-        self._start_workers()
+        with self._workers_lock:
+            if self.workers is not None:
+                _stop_tree(self.workers)
+                self.workers = None
+            self._start_workers()
         if self.monitor:
             self.monitor.check_soon()
 
     def request(self, entities: list[str], direction: str, policy: str, request_id: str | None = None) -> str:
         """Queue a sync of ``entities`` (none: all); every event of the runs serving it lists
         ``request_id``, so that whoever asked can follow them. Returns the first run's id."""
-        requests = [request_id] if request_id else None
-        return request_sync(self._dramatiq, self._redis, sync_order(entities), direction=direction, policy=policy,
-                            requests=requests)
+        # Every request gets an id, so that it is queued again if the broker or the workers lose it.
+        request_id = request_id or uuid.uuid4().hex
+        order = sync_order(entities)
+        if self.ledger is not None:
+            self.ledger.queued(request_id, order, direction, policy)
+        return request_sync(self._dramatiq, self._redis, order, direction=direction, policy=policy,
+                            requests=[request_id])
 
     def ui_context(self, *, port: int = 0) -> UiContext:
         """What the UI server is given of this session: its secret, local file and preferences,
@@ -214,6 +267,7 @@ class Session:
             choice=self.choice,
             sync_blocker=self.sync_blocker,
             errors_cleared_at=lambda: self.errors_cleared_at,
+            service=self.supervisor.report,
             port=port,
         )
 
@@ -250,17 +304,116 @@ class Session:
             "database": str(self.settings.database),
             "remote_url": remote.base_url if remote else None,
             "remote_key": remote.api_key if remote else None,
+            "service": self.supervisor.report(),
         }
         path = runtime_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
+        with self._runtime_lock:
+            if self._stopped.is_set() or not self.ui_url:
+                return  # not yet started, or already stopped: no runtime file to (re)write
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_suffix(".new")  # written whole, then renamed: a reader never sees half
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle)
+            os.replace(fresh, path)
 
     @property
     def launch_url(self) -> str:
         """The address the window opens: it carries the per-launch secret."""
         return f"{self.ui_url}?token={self.secret}"
+
+    # -- supervision ----------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Watch the embedded broker and the workers (the demo server is watched from its start)."""
+        if self._broker_process is not None:
+            self.supervisor.watch("broker", Watched(
+                label=SYNC_SERVICE, alive=lambda: family_alive([self._broker_process]) if self._broker_process else False,
+                start=self._restart_broker, recover=self._requeue_waiting))
+        if self.settings.workers:
+            self.supervisor.watch("workers", Watched(
+                label=SYNC_SERVICE, alive=self._workers_alive, start=self._restart_dead_workers,
+                clean_up=self._clear_dead_workers, recover=self._requeue_waiting))
+
+    def _supervise_demo(self) -> None:
+        demo = self.demo
+        if demo is None or "demo" in self.supervisor.watched:
+            return
+
+        def alive() -> bool:
+            return self._demo_process is not None and self._demo_process.poll() is None
+
+        def clean_up() -> None:
+            if self._demo_process is not None:
+                _stop_tree(self._demo_process)
+
+        self.supervisor.watch("demo", Watched(label=DEMO_SERVER, alive=alive, start=lambda: self._spawn_demo(demo),
+                                              clean_up=clean_up))
+
+    def _workers_alive(self) -> bool:
+        """Whether dramatiq's parent and every worker process it started still run (a worker's
+        death makes the parent stop the others and exit, after a while)."""
+        with self._workers_lock:
+            if self.workers is None:
+                return True  # none to run (no remote yet): nothing has died
+            family = self._worker_family
+            if not family_alive(family):
+                return False
+            try:
+                seen = {p.pid for p in family}
+                family += [p for p in family[0].children(recursive=True) if p.pid not in seen]
+            except psutil.NoSuchProcess:
+                return False
+            return True
+
+    def _clear_dead_workers(self) -> None:
+        """Stop what is left of the dead workers' family, then end the runs they left running
+        as failed, and try each again."""
+        with self._workers_lock:
+            _stop_family(self._worker_family)
+            if self.workers is not None:
+                self.workers.poll()
+        when = time.strftime("%H:%M")
+        reason = f"The sync service stopped during this sync at {when} and was restarted; the sync is tried again."
+        with LocalStore(self.settings.database, migrate_schema=False) as store:
+            orphans = store.runs.end_orphaned(reason)
+        for row in orphans:
+            self._retry_orphan(row, reason)
+
+    def _retry_orphan(self, row: dict[str, Any], reason: str) -> None:
+        """Say that the run failed (to whoever follows it) and queue it again, with the rest of
+        its chain, for the requests it served."""
+        run, rest = self.ledger.orphaned(row["run_id"]) if self.ledger else (None, [])
+        requests = run.requests if run else []
+        event = {"type": EventType.FAILED.value, "run_id": row["run_id"], "entity": row["entity"],
+                 "direction": row["direction"], "status": "failed", "error": reason, "requests": requests,
+                 "done": 0, "total": 0, "pushed": row["pushed"] or 0, "pulled": row["pulled"] or 0,
+                 "conflicts": row["conflicts"] or 0, "rate": 0, "eta_s": 0, "ts": now_iso()}
+        try:
+            self._publish(event)
+            if self.ledger is not None and requests and self.ledger.count_retry(requests) > MAX_RUN_RETRIES:
+                log.warning("%s run %s is not tried again: it failed %d times", row["entity"], row["run_id"],
+                            MAX_RUN_RETRIES + 1)
+                self.ledger.forget(requests)
+                return
+            request_sync(self._dramatiq, self._redis, sync_order([row["entity"], *rest]), direction=row["direction"],
+                         policy=row["policy"], requests=requests or None)
+        except redis.RedisError as exc:
+            log.warning("the interrupted %s run could not be queued again: %s", row["entity"], exc)
+
+    def _restart_dead_workers(self) -> None:
+        with self._workers_lock:
+            self._start_workers()
+
+    def _requeue_waiting(self) -> None:
+        """Queue again every request of this session still waiting for its runs: joining a
+        waiting run that is still there adds only a message, so nothing runs twice."""
+        if self.ledger is None:
+            return
+        for request_id, request, entities in self.ledger.waiting():
+            if entities:
+                request_sync(self._dramatiq, self._redis, entities, direction=request.direction,
+                             policy=request.policy, requests=[request_id])
 
     # -- stop -----------------------------------------------------------------------------
 
@@ -268,8 +421,10 @@ class Session:
         """Stop everything this session started; safe to call more than once."""
         if self._stopped.is_set():
             return
-        self._stopped.set()
-        for part in (self.scheduler, self.monitor):
+        with self._runtime_lock:
+            self._stopped.set()
+        self.supervisor.stop()
+        for part in (self.scheduler, self.monitor, self.ledger):
             if part is not None:
                 part.stop()
         if self.ui_server is not None:
@@ -297,6 +452,36 @@ def _worker_alive(client: redis.Redis, *, besides: str) -> bool:
     since_ms = time.time() * 1000 - WORKER_HEARTBEAT_S * 1000
     fresh = client.zrangebyscore("dramatiq:__heartbeats__", since_ms, "+inf")
     return any(member.decode() != besides for member in fresh)
+
+
+def _handle(pid: int | None) -> psutil.Process | None:
+    """A handle on process ``pid`` that knows it from a later process given the same pid."""
+    if pid is None:
+        return None
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _stop_family(family: list[psutil.Process]) -> None:
+    """Stop what is left of a process family whose parent or a member died: a living parent is
+    stopping its children itself (give it the time), else SIGTERM the living children once;
+    SIGKILL whatever is still there after STOP_TIMEOUT_S."""
+    living = [p for p in family if family_alive([p])]
+    if family and family[0] not in living:
+        for member in living:
+            try:
+                member.terminate()
+            except psutil.NoSuchProcess:
+                pass
+    _, alive = psutil.wait_procs(living, timeout=STOP_TIMEOUT_S)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
 
 
 def _close_server(server: Any, thread: threading.Thread) -> None:

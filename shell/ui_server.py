@@ -81,6 +81,8 @@ class UiContext:
     sync_blocker: Callable[[], str | None] = lambda: None
     #: Runs that failed before this ISO time no longer make the status "error".
     errors_cleared_at: Callable[[], str] = lambda: ""
+    #: What supervision has to say of the sync service: {"state", "message", "at"}.
+    service: Callable[[], dict[str, Any]] = lambda: {"state": "ok", "message": None, "at": None}
     port: int = 0
 
 
@@ -223,7 +225,10 @@ def status() -> Response:
     connection = ctx.connection()
     failed_lately = (last_sync is not None and last_sync["status"] == "failed"
                      and (last_sync["finished_at"] or "") > ctx.errors_cleared_at())
-    if syncing:
+    service = ctx.service()
+    if service["state"] == "failed":
+        state = "error"  # nothing syncs until CraftSync is started again: that comes first
+    elif syncing:
         state = "syncing"
     elif connection["state"] == "refused" or (failed_lately and connection["state"] == "online"):
         state = "error"
@@ -232,6 +237,7 @@ def status() -> Response:
     return jsonify(
         state=state,
         connection=connection,
+        service=service,
         broker=broker,
         syncing=syncing,
         last_sync=last_sync,

@@ -42,6 +42,17 @@ class RunLog:
             (status, finished_at, pushed, pulled, conflicts, rejected, error, run_id),
         )
 
+    def end_orphaned(self, error: str) -> list[dict[str, Any]]:
+        """End every run still marked running as failed with ``error``, and return them as they
+        were: called once the workers that ran them are known dead (none runs anything now)."""
+        rows = [dict(row) for row in self.store.execute("SELECT * FROM sync_runs WHERE status = 'running'")]
+        for row in rows:
+            self.store.execute(
+                "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ? AND status = 'running'",
+                (now_iso(), error, row["run_id"]),
+            )
+        return rows
+
     def last(self, entity: str) -> dict[str, Any] | None:
         """The latest run of ``entity``, as logged."""
         row = self.store.execute_one(

@@ -112,6 +112,7 @@ function stateText(status) {
       return names ? `Syncing ${names.toLowerCase()}…` : "Syncing…";
     }
     case "error":
+      if (status.service?.state === "failed") return "Sync service stopped";
       return status.connection?.state === "refused" ? "Cannot sync" : "Sync error";
     default:
       return status.connection?.state === "unconfigured" ? "Not configured" : "Offline";
@@ -120,6 +121,8 @@ function stateText(status) {
 
 function stateDetail(status) {
   const connection = status.connection || {};
+  // What supervision says (restarted at 10:42, or left down with what to do) comes first.
+  if (status.service?.message) return status.service.message;
   if (status.state === "offline") {
     return connection.state === "unconfigured" ? "Add the server address and key in Settings" : connection.detail || "";
   }
