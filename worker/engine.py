@@ -3,7 +3,10 @@
 A run logs itself in ``sync_runs``, pulls (``worker.pull``), pushes (``worker.push``), keeps
 a block of offline quote/order numbers, and logs how it ended. Records changed on both sides
 are merged in ``worker.reconcile``. A failure ends the run as ``failed`` with the reason the
-user reads; it never leaves as an exception.
+user reads; it never leaves as an exception. The local file is checked before the run
+writes anything (``LocalStore.ready``); a run the file refuses from the start (damaged,
+read-only, locked, full) is not logged in it, only said in its events; a run that fails
+part-way is logged as failed when the file still takes the write.
 
 Each run sends its progress events to the sink given for it (``sync(progress=...)``), by
 default the one the engine was made with.
@@ -17,7 +20,7 @@ from typing import Any, Final
 
 from craftsync.contract.records import ENTITIES, NUMBER_FIELDS, now_iso
 from craftsync.contract.vocabulary import Direction, EventType, values
-from craftsync.worker.errors import SyncError
+from craftsync.worker.errors import DatabaseDamaged, DatabaseLocked, DatabaseReadOnly, LocalStoreError, SyncError
 from craftsync.worker.pull import pull
 from craftsync.worker.push import import_records
 from craftsync.worker.push import push as push_changes
@@ -54,7 +57,16 @@ class SyncEngine:
             raise ValueError(f"unknown entity {entity!r}")
         result = RunResult(run_id or uuid.uuid4().hex, entity, options.direction, options.policy)
         run = Run(self.store, self.remote, options, result, progress or self.progress)
-        self._begin(run)
+        try:
+            self.store.ready()
+            self._begin(run)
+        except LocalStoreError as exc:  # the file refuses the run before it starts: nothing to log
+            log.warning("%s %s refused by the local database: %s", entity, options.direction, exc)
+            run.emit(EventType.STARTED)
+            result.status, result.error, result.finished_at = "failed", exc.plain, now_iso()
+            run.emit(EventType.FAILED)
+            return result
+        failure: SyncError | None = None
         try:
             if options.direction in (Direction.PULL, Direction.BOTH):
                 pull(run)
@@ -66,10 +78,10 @@ class SyncEngine:
         except SyncError as exc:
             # The run's error is what the user reads (the window, --wait); the detail goes to the log.
             log.warning("%s %s failed: %s", entity, options.direction, exc)
-            result.status, result.error = "failed", exc.plain
+            result.status, result.error, failure = "failed", exc.plain, exc
         finally:
             result.finished_at = now_iso()
-            self._finish(run)
+            self._finish(run, failure)
         return result
 
     def import_records(self, entity: str, records: list[dict[str, Any]]) -> dict[str, int]:
@@ -89,8 +101,21 @@ class SyncEngine:
                               status=r.status, started_at=r.started_at)
         run.emit(EventType.STARTED)
 
-    def _finish(self, run: Run) -> None:
+    def _finish(self, run: Run, failure: SyncError | None) -> None:
+        """Log how the run ended, then say so. The file that refused the run is not written
+        again (damaged, read-only) nor waited for again (locked); the run's row then stays
+        "running" until the next run of the entity marks it."""
         r = run.result
-        self.store.runs.finish(r.run_id, status=r.status, finished_at=r.finished_at, pushed=r.pushed,
-                               pulled=r.pulled, conflicts=r.conflicts, rejected=r.rejected, error=r.error)
+        if not isinstance(failure, _UNLOGGED):
+            try:
+                self.store.runs.finish(r.run_id, status=r.status, finished_at=r.finished_at, pushed=r.pushed,
+                                       pulled=r.pulled, conflicts=r.conflicts, rejected=r.rejected, error=r.error)
+            except LocalStoreError as exc:  # a full disk may refuse the log too: the events still say it
+                log.warning("%s run %s could not be logged: %s", r.entity, r.run_id, exc)
+                if r.status != "failed":
+                    r.status, r.error = "failed", exc.plain
         run.emit(EventType.FAILED if r.status == "failed" else EventType.COMPLETED)
+
+
+#: Failures after which the run's end is not written to the local file.
+_UNLOGGED: Final = (DatabaseDamaged, DatabaseReadOnly, DatabaseLocked)

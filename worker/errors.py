@@ -13,6 +13,11 @@ and SQLAlchemy in ``LocalStore.execute`` and ``migrate`` (worker/store.py), redi
     │   ├── RequestRejected         any other 4xx; carries ``status``, ``code``, ``message``
     │   └── ProtocolError           the answer is not what the contract says (§5)
     ├── LocalStoreError             the local SQLite database failed (worker/store.py)
+    │   ├── DiskFull                the disk holding the file is full
+    │   ├── DatabaseReadOnly        the file (or its drive) cannot be written
+    │   ├── DatabaseLocked          another program held the file locked past the busy timeout
+    │   ├── DatabaseDamaged         the file is corrupt: CraftSync leaves it as it is
+    │   └── DatabaseUnreachable     the file cannot be opened, or the disk fails to read or write
     ├── BrokerUnavailable           the Redis broker cannot be reached (worker/broker.py)
     ├── EntityBusy                  another run holds the entity's lock (worker/queue.py)
     ├── ConflictNotFound            no open conflict has the id (worker/conflicts.py)
@@ -95,6 +100,36 @@ class ProtocolError(RemoteError):
 
 class LocalStoreError(SyncError):
     """Raised when the local SQLite database fails."""
+
+    #: Whether the store's connection must be opened afresh before the next run (it may
+    #: have been opened read-only, or on a file since restored or repaired).
+    reopen: bool = False
+
+
+class DiskFull(LocalStoreError):
+    """Raised when the disk holding the local database is full (SQLITE_FULL)."""
+
+
+class DatabaseReadOnly(LocalStoreError):
+    """Raised when the local database cannot be written: its mode, its folder or its drive."""
+
+    reopen = True
+
+
+class DatabaseLocked(LocalStoreError):
+    """Raised when another program held the local database locked past the busy timeout."""
+
+
+class DatabaseDamaged(LocalStoreError):
+    """Raised when the local database is corrupt; nothing more is written to it."""
+
+    reopen = True
+
+
+class DatabaseUnreachable(LocalStoreError):
+    """Raised when the local database cannot be opened, or its disk fails to read or write."""
+
+    reopen = True
 
 
 class BrokerUnavailable(SyncError):
