@@ -55,9 +55,9 @@ def not_answering_yet(exc: BaseException) -> str | None:
     """Why the broker did not answer, when waiting may help ("not answering yet"); None
     when it answered and refused (a wrong password): waiting would not change that."""
     cause = exc.__cause__ if isinstance(exc, BrokerUnavailable) else exc
-    if isinstance(cause, redis.BusyLoadingError):
+    if isinstance(cause, redis.exceptions.BusyLoadingError):
         return "loading its data"
-    if isinstance(cause, redis.AuthenticationError | redis.AuthorizationError):
+    if isinstance(cause, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return None
     if isinstance(cause, redis.ConnectionError | redis.TimeoutError):
         return "not answering yet"

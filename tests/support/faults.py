@@ -27,15 +27,16 @@ START_TIMEOUT_S = 30
 class RestartableRedis:
     """``redis-server`` on a free loopback port, its files in ``directory``."""
 
-    def __init__(self, directory: Path, *, persist: bool = False) -> None:
+    def __init__(self, directory: Path, *, persist: bool = False, port: int | None = None,
+                 password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             service_missing("redis-server is not installed (apt-get install redis-server)")
-        self.binary, self.directory, self.port = str(binary), directory, free_port()
+        self.binary, self.directory, self.port, self.password = str(binary), directory, port or free_port(), password
         # With persistence, a clean shutdown saves the data and a start loads it; a crash loses it.
         self.save = "3600 1" if persist else ""
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, password=password, socket_connect_timeout=1)
         self.db = RedisDB(0, self.url, self.client)
         self.service: Service | None = None
         self.starts = 0
@@ -43,7 +44,8 @@ class RestartableRedis:
     def start(self) -> RestartableRedis:
         """Start it and wait until it answers."""
         argv = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", self.save,
-                "--appendonly", "no", "--dir", str(self.directory)]
+                "--appendonly", "no", "--dir", str(self.directory),
+                *(["--requirepass", self.password] if self.password else [])]
         self.starts += 1
         service = self.service = Service(argv, env={}, log=self.directory / f"redis-{self.starts}.log",
                                          cwd=self.directory)
