@@ -259,7 +259,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if report["service"]["message"]:
         print(f"service:   {report['service']['message']}")
     broker = report["broker"]
-    print(f"broker:    {broker['state']} {broker.get('url') or ''} {broker.get('detail') or ''}".rstrip())
+    if broker["state"] == "unreachable":  # shown while the outage lasts
+        print(f"broker:    unreachable {broker['url']} {broker['detail']}")
     if report["database_problem"]:
         print(f"database:  {report['database_problem']}")
     for entity, info in report["entities"].items():
