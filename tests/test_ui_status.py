@@ -24,8 +24,9 @@ from tests.support.worker import redis_server
 
 def test_status_shape_when_nothing_happened_yet(ui: Ui, page: Page) -> None:
     status = json_of(page.get("/api/status"))
-    assert set(status) == {"state", "connection", "syncing", "last_sync", "entities", "open_conflicts", "rejected"}
-    assert status["state"] == "online"
+    assert set(status) == {"state", "connection", "service", "broker", "syncing", "last_sync", "entities",
+                           "open_conflicts", "rejected"}
+    assert status["state"] == "online" and status["broker"] == {"state": "online"}
     connection = status["connection"]
     assert connection["state"] == "online" and connection["detail"] is None
     assert isinstance(connection["latency_ms"], int) and connection["checked_at"].endswith("Z")
@@ -103,5 +104,6 @@ def test_status_survives_an_unreachable_broker(tmp_path: Path, reference_url: st
     try:
         status = json_of(ui.logged_in().get("/api/status"))
         assert status["syncing"] == [] and status["state"] == "online"
+        assert status["broker"]["state"] == "unreachable" and "not answering" in status["broker"]["detail"]
     finally:
         ui.close()
