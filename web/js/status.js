@@ -123,6 +123,8 @@ function stateDetail(status) {
   const connection = status.connection || {};
   // What supervision says (restarted at 10:42, or left down with what to do) comes first.
   if (status.service?.message) return status.service.message;
+  // An external broker that is not answering: syncs wait for it.
+  if (status.broker?.detail) return status.broker.detail;
   if (status.state === "offline") {
     return connection.state === "unconfigured" ? "Add the server address and key in Settings" : connection.detail || "";
   }
