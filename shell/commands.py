@@ -108,7 +108,8 @@ def _sync_queued(
         print(json.dumps({"queued": run_id, "entities": entities}) if quiet else f"queued: {', '.join(entities)} ({run_id})")
         return None
     try:
-        return _wait_for_runs(pubsub, entities, request_id, quiet=quiet)
+        with broker_errors(url):  # the broker may go away while we follow the runs: one line, no traceback
+            return _wait_for_runs(pubsub, entities, request_id, quiet=quiet)
     finally:
         pubsub.close()
 

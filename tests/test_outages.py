@@ -8,22 +8,25 @@ way (the local file holds some of them synced and some still pending), and check
 user gets: the run ends, completed or failed with a plain reason, never left "running";
 ``craftsync status`` shows the outage while it lasts; once the service is back the next
 sync completes without anyone cleaning up the queue or the entity's lock; and both sides
-then hold the same 20,000 records, each once.
+then hold the same 20,000 records, each once. ``craftsync sync --wait`` whose broker goes
+away while it follows the run ends with one plain line.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from craftsync.worker.events import channel
 from tests.support.device import Device, assert_identical
 from tests.support.faults import RestartableRedis, start_central, stop_central
-from tests.support.process import wait_until
+from tests.support.process import CRAFTSYNC, wait_until
 from tests.support.worker import Central
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -174,3 +177,29 @@ def test_a_server_away_for_long_fails_the_run_with_a_reason_and_the_status_shows
     assert_identical(device, "customers", count=RECORDS)
     versions, seqs, _counter = central.bookkeeping("customers")
     assert set(versions.values()) == {1} and len(seqs) == RECORDS, "a customer was written twice"
+
+
+def test_a_sync_followed_with_wait_whose_broker_goes_away_says_so_in_one_line(
+    tmp_path: Path, central: Central
+) -> None:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    broker = RestartableRedis(directory).start()
+    device = Device.with_workers(tmp_path, central, broker.db)
+    try:
+        # Given `craftsync sync --wait` following its run (no worker has taken it yet)
+        follower = subprocess.Popen([*CRAFTSYNC, "sync", "customers", "--wait"], env=device.env(), cwd=device.home,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    stdin=subprocess.DEVNULL)
+        wait_until(lambda: broker.client.pubsub_numsub(channel(broker.client))[0][1] > 0, timeout=60,
+                   what="the CLI to follow the events")
+        # When the broker is killed
+        broker.kill()
+        # Then the CLI ends with one plain line saying the broker is not answering, and exit code 1
+        _out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 1, err
+        assert err.strip().splitlines() == [
+            f"craftsync: The broker at {broker.url} is not answering: check that it runs, then try again."]
+    finally:
+        device.close()
+        broker.close()

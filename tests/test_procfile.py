@@ -211,5 +211,6 @@ def test_a_worker_whose_broker_refuses_its_password_says_so_at_once(tmp_path: Pa
     # Then it exits with one line naming the broker, without waiting and without the password
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("craftsync: cannot reach the broker at redis://:***@"), lines
+    assert lines == [f"craftsync: The broker at redis://:***@127.0.0.1:{waiting_broker.port}/0 refused the password "
+                     "in REDIS_URL: correct REDIS_URL."], lines
     assert "wrong-password" not in done.stderr and "waiting" not in done.stderr

@@ -37,7 +37,11 @@ def broker_errors(url: str | None = None) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         where = f" at {safe_url(url)}" if url else ""
-        raise BrokerUnavailable(f"cannot reach the broker{where}: {exc}", reason=str(exc)) from exc
+        if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+            plain = f"The broker{where} refused the password in REDIS_URL: correct REDIS_URL."
+        else:
+            plain = f"The broker{where} is not answering: check that it runs, then try again."
+        raise BrokerUnavailable(f"cannot reach the broker{where}: {exc}", reason=str(exc), plain=plain) from exc
 
 
 def ping(url: str, *, timeout_s: float = PING_TIMEOUT_S) -> None:
