@@ -60,11 +60,12 @@ def synced(device: Device) -> int:
     return int(device.sql("SELECT count(*) FROM sync_metadata WHERE sync_status = 'synced'")[0][0])
 
 
-def push_under_way(device: Device) -> str:
-    """A worker pushing RECORDS customers the host app inserted, past its first batch: the run id."""
+def push_under_way(device: Device, *entities: str) -> str:
+    """A worker pushing RECORDS customers the host app inserted (the first run of a sync of
+    ``entities``, default customers), past its first batch: the run id."""
     device.insert_customers(RECORDS)
     device.start_worker()
-    queued = device.cli("sync", "customers", "--direction", "push")
+    queued = device.cli("sync", *(entities or ["customers"]), "--direction", "push")
     assert queued.returncode == 0, queued.stderr
     run_id = re.search(r"\(([0-9a-f]{32})\)", queued.stdout).group(1)  # type: ignore[union-attr]
     wait_until(lambda: 0 < synced(device) < RECORDS, timeout=RUN_TIMEOUT_S, interval=0.01,
@@ -94,8 +95,8 @@ def sync_completes(device: Device) -> None:
 def test_a_broker_restarted_mid_run_loses_nothing_and_the_next_sync_completes(
     desktop: Device, broker: RestartableRedis
 ) -> None:
-    # Given a worker pushing 20,000 customers, past its first batch
-    run_id = push_under_way(desktop)
+    # Given a worker syncing everything, pushing 20,000 customers first, past its first batch
+    run_id = push_under_way(desktop, "customers", "quotes", "orders")
     # When the broker goes away: shut down cleanly (saving its data) or killed (losing it)
     if broker.save:
         broker.stop()
@@ -109,6 +110,12 @@ def test_a_broker_restarted_mid_run_loses_nothing_and_the_next_sync_completes(
     # When the broker is back
     broker.start()
     assert status(desktop)["broker"]["state"] == "online"
+    # Then the rest of the chain, quotes then orders, runs once it is back
+    def chain_done() -> bool:
+        last = status(desktop)["entities"]
+        return all((last[e]["last_run"] or {}).get("status") == "completed" for e in ("quotes", "orders"))
+
+    wait_until(chain_done, timeout=RUN_TIMEOUT_S, interval=0.5, what="quotes and orders to be synced")
     # Then the next sync completes through the same worker: the queue and the lock recovered
     sync_completes(desktop)
     assert len(desktop.workers) == 1 and desktop.workers[0].alive()
