@@ -14,6 +14,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,16 @@ def cli_status(run: DesktopRun) -> str:
     return done.stdout
 
 
-def events(run: DesktopRun) -> EventLog:
-    return EventLog(redis.Redis.from_url(runtime(run)["redis_url"]), fail=pytest.fail)
+@contextmanager
+def following(run: DesktopRun) -> Iterator[EventLog]:
+    """The run's progress events from now on, on its broker as it is now."""
+    client = redis.Redis.from_url(runtime(run)["redis_url"])  # held: collecting it closes the log's connection
+    log = EventLog(client, fail=pytest.fail)
+    try:
+        yield log
+    finally:
+        log.close()
+        client.close()
 
 
 def test_a_killed_broker_is_restarted_and_the_next_sync_completes(run: DesktopRun) -> None:
@@ -135,23 +144,22 @@ def test_a_sync_waiting_in_the_queue_when_the_broker_dies_is_queued_again_and_co
     assert parent is not None
     family = [parent, *parent.children(recursive=True)]
     request_id = uuid.uuid4().hex
-    for process in family:
-        process.suspend()
-    try:
+    with ExitStack() as stack:
+        for process in family:
+            process.suspend()
+            stack.callback(process.resume)
         waiting = sync(run, request_id=request_id)
         broker = member(run, "valkey-server")
         assert broker is not None
 
-        # When: the broker dies with the waiting sync in it
+        # When: the broker dies with the waiting sync in it (and the workers come back)
         os.kill(broker.pid, signal.SIGKILL)
         wait_until(lambda: service_said(run, "restarted"), timeout=RESTART_TIMEOUT_S, interval=0.2,
                    what="the broker to be restarted")
-        log = events(run)
-    finally:
+        log = stack.enter_context(following(run))
         for process in family:
             process.resume()
 
-    try:
         # Then: the sync was queued again (the restarted broker came back empty) and completes,
         # for the request that asked for it
         done = log.wait_for(lambda e: request_id in (e.get("requests") or []) and e["type"] in ("completed", "failed"),
@@ -160,8 +168,6 @@ def test_a_sync_waiting_in_the_queue_when_the_broker_dies_is_queued_again_and_co
         assert done["run_id"] != waiting  # a new run: the old one went with the broker
         runs = ui_get(run, "/api/history")["runs"]
         assert [(r["run_id"], r["status"]) for r in runs] == [(done["run_id"], "completed")]
-    finally:
-        log.close()
 
 
 def test_a_killed_worker_is_restarted_and_its_run_ends_failed_with_a_reason_and_is_retried(run: DesktopRun) -> None:
@@ -170,10 +176,10 @@ def test_a_killed_worker_is_restarted_and_its_run_ends_failed_with_a_reason_and_
     demo = member(run, "server", "--demo")
     assert demo is not None
     demo_port = int(runtime(run)["remote_url"].split(":")[2].split("/")[0])
-    log = events(run)
     request_id = uuid.uuid4().hex
-    demo.suspend()
-    try:
+    with following(run) as log, ExitStack() as stack:
+        demo.suspend()
+        stack.callback(demo.resume)
         run_id = sync(run, request_id=request_id)
         log.wait_for(lambda e: e.get("run_id") == run_id and e["type"] == "started", timeout=SYNC_TIMEOUT_S,
                      what="the run to start")
@@ -194,10 +200,8 @@ def test_a_killed_worker_is_restarted_and_its_run_ends_failed_with_a_reason_and_
         os.kill(worker.pid, signal.SIGKILL)
         failed = log.wait_for(lambda e: e.get("run_id") == run_id and e["type"] == "failed",
                               timeout=RESTART_TIMEOUT_S, what="the interrupted run to end")
-    finally:
         demo.resume()
 
-    try:
         # Then: the run ended failed, with a reason a shop owner reads, for the request it served
         assert request_id in failed["requests"], failed
         assert failed["error"].startswith("The sync service stopped during this sync at "), failed
@@ -212,8 +216,6 @@ def test_a_killed_worker_is_restarted_and_its_run_ends_failed_with_a_reason_and_
                           what="the status to tell of the restart")
         assert said["message"].startswith("The sync service stopped unexpectedly and restarted at "), said
         assert worker.pid not in {p.pid for p in run.remember_family()}
-    finally:
-        log.close()
 
 
 def test_a_killed_demo_server_is_restarted_and_the_next_sync_completes(run: DesktopRun) -> None:
