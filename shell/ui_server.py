@@ -33,7 +33,7 @@ from craftsync.shell.remote_choice import RemoteChoice
 from craftsync.worker.conflicts import CHOICES, ConflictNotFound, InvalidResolution, open_conflicts, resolve
 from craftsync.worker.broker import UNREACHABLE as BROKER_UNREACHABLE
 from craftsync.worker.broker import broker_errors
-from craftsync.worker.errors import BrokerUnavailable, SyncError
+from craftsync.worker.errors import BrokerUnavailable, LocalStoreError, SyncError
 from craftsync.worker.events import channel
 from craftsync.worker.queue import running, sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
@@ -97,6 +97,7 @@ def create_ui_app(ctx: UiContext) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(BrokerUnavailable, _broker_error)
     app.register_error_handler(redis.RedisError, _broker_error)  # from calls that reach Redis directly
+    app.register_error_handler(LocalStoreError, _store_error)  # a damaged, unopenable, ... local file
     _routes(app)
     records_api.register(app, _store)
     return app
@@ -173,6 +174,11 @@ def _broker_error(exc: BrokerUnavailable | redis.RedisError) -> Response:
     current_app.logger.warning("the broker cannot be reached: %s", exc)
     return error(503, "broker_unavailable",
                  "The sync service cannot be reached right now: if this lasts, close CraftSync and start it again.")
+
+
+def _store_error(exc: LocalStoreError) -> Response:
+    current_app.logger.warning("the local database failed: %s", exc)
+    return error(503, "local_database", exc.plain)
 
 
 # -- routes -----------------------------------------------------------------------------------

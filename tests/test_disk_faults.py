@@ -2,7 +2,8 @@
 read-only database file, a file another program keeps locked, a damaged file (issue 10).
 
 Each case runs real ``craftsync worker`` processes on a Redis server of the test's own and
-asks as a user does: ``craftsync sync customers --wait --json`` and ``craftsync status``.
+asks as a user does: ``craftsync sync customers --wait --json`` and ``craftsync status``;
+the window's side is the UI server of a session (``GET /api/status``, which the page shows).
 Each must end with one plain sentence saying what happened and what to do, leave the file
 sound (``PRAGMA integrity_check``, read raw with the sqlite3 module) and, once the cause is
 gone, the next sync must complete with every record on both sides.
@@ -31,7 +32,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import service_missing
+from flask import Flask
+
 from tests.support.device import Device, assert_identical
+from tests.support.sync import remote_for
+from tests.support.ui import Ui, json_of, make_ui
 from tests.support.worker import Central, RedisDB, customers_for_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -309,11 +314,12 @@ def test_a_file_locked_by_another_program_fails_the_run_after_the_busy_timeout_a
 # -- a damaged file ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", ["a page in the middle", "the header"])
 def test_a_damaged_database_file_is_refused_unchanged_and_the_sync_after_a_restore_completes(
-    device: Device, tmp_path: Path
+    device: Device, tmp_path: Path, where: str
 ) -> None:
     # Given 3,000 synced customers, a backup of the file, and then a page in the middle of
-    # the file overwritten (a disk fault, a half-copied file)
+    # the file overwritten (a disk fault), or its header (a half-copied file)
     device.insert_customers(3000)
     assert device.cli("sync", "customers", "--inline").returncode == 0
     backup = tmp_path / "backup.db"
@@ -323,8 +329,11 @@ def test_a_damaged_database_file_is_refused_unchanged_and_the_sync_after_a_resto
     close_host(device)
     pages = device.path.stat().st_size // PAGE
     with open(device.path, "r+b") as file:
-        file.seek(pages // 2 * PAGE)
-        file.write(b"\xa5" * PAGE)
+        if where == "the header":
+            file.write(b"\xa5" * 100)
+        else:
+            file.seek(pages // 2 * PAGE)
+            file.write(b"\xa5" * PAGE)
     with pytest.raises(sqlite3.DatabaseError):
         assert integrity(device.path) == ["ok"]  # SQLite itself finds the damage
     damaged = hashlib.sha256(device.path.read_bytes()).hexdigest()
@@ -348,3 +357,49 @@ def test_a_damaged_database_file_is_refused_unchanged_and_the_sync_after_a_resto
     open_host(device)
     assert_identical(device, "customers", count=3000)
     assert integrity(device.path) == ["ok"]
+
+
+# -- in the window -------------------------------------------------------------------------
+
+
+def test_the_window_shows_why_a_pull_stopped_on_a_full_disk_and_the_next_sync_completes(
+    tmp_path: Path, mounts: Mounts, redis_db: RedisDB, reference_app: Flask, reference_url: str
+) -> None:
+    # Given a session whose database folder is on a disk of 3 MB, and 20,000 customers on the server
+    ui = make_ui(mounts.tmpfs(tmp_path / "small-disk", "3m"), redis_db.url, reference_url)
+    device = Device.in_process(ui.database, reference_app)  # a worker's engine on the session's file
+    try:
+        with remote_for(reference_app) as other:
+            for _batch in range(4):
+                other.push("customers", customers_for_server(5000))
+        # When the device pulls them
+        run = device.sync("customers", "pull")
+        assert (run.status, run.error) == ("failed", full_sentence(ui.database))
+        # Then the window's status says the sync failed and why, in one sentence
+        status = json_of(ui.logged_in().get("/api/status"))
+        assert status["state"] == "error", status
+        assert status["entities"]["customers"]["last_run"]["error"] == full_sentence(ui.database)
+        assert integrity(ui.database) == ["ok"]
+        # When the disk grows, Then the next sync completes with every record
+        mounts.resize(ui.database.parent, "64m")
+        assert device.sync("customers", "pull").status == "completed"
+        assert len(device.live("customers")) == 20_000
+    finally:
+        device.close()
+        ui.close()
+
+
+def test_the_window_says_a_damaged_database_file_is_damaged_and_leaves_it_unchanged(
+    ui: Ui
+) -> None:
+    # Given the session's file with its first page overwritten (a half-copied file)
+    with open(ui.database, "r+b") as file:
+        file.write(b"\xa5" * 100)
+    damaged = hashlib.sha256(ui.database.read_bytes()).hexdigest()
+    # When the window asks for the status
+    answer = ui.logged_in().get("/api/status")
+    # Then it answers with the one sentence the page shows, saying what to do
+    assert answer.status_code == 503
+    assert json_of(answer) == {"error": "local_database", "message": damaged_sentence(ui.database)}
+    # And not a byte of the file was changed
+    assert hashlib.sha256(ui.database.read_bytes()).hexdigest() == damaged

@@ -22,7 +22,7 @@ from dramatiq.middleware import CurrentMessage
 
 from craftsync.contract.records import ENTITIES
 from craftsync.worker.engine import SyncEngine, SyncOptions
-from craftsync.worker.errors import ConfigurationError, SyncError
+from craftsync.worker.errors import ConfigurationError, LocalStoreError, SyncError
 from craftsync.worker.events import Publisher
 from craftsync.worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, record_chunk, record_failure
 from craftsync.worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
@@ -60,7 +60,10 @@ _redis = redis.Redis.from_url(settings.redis_url)
 _publish = Publisher(_redis)
 _local = threading.local()
 # Create or upgrade the local schema once per process, not in each worker thread's first run.
-migrate(settings.database)
+try:
+    migrate(settings.database)
+except LocalStoreError as exc:  # a damaged or unopenable file: each run says so (LocalStore.ready)
+    log.error("%s", exc.plain)
 
 
 def _engine() -> SyncEngine:

@@ -173,13 +173,21 @@ class LocalStore:
         self.path = Path(path)
         if migrate_schema:
             migrate(self.path)
-        self.conn = connect(self.path)
         #: Why nothing more may be run on this connection (a damaged file), if so.
         self._refused: LocalStoreError | None = None
         #: Whether to open the connection afresh before the next run (``ready``).
         self._reopen = False
         #: Whether the file was checked for damage on this connection.
         self._checked = False
+        try:
+            self.conn = connect(self.path)
+        except LocalStoreError as exc:
+            if migrate_schema or not exc.reopen:
+                raise
+            # A worker's or the UI's store on a file that cannot be opened now: every
+            # statement says why, and each run tries the file again first (``ready``).
+            self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+            self._refused, self._reopen = exc, True
         if migrate_schema:  # a command's store: refuse a damaged file at once
             self.ready()
         #: The conflicts kept for the user.
