@@ -26,7 +26,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Any, Final
@@ -44,7 +43,7 @@ from craftsync.shell.errors import SessionError
 from craftsync.shell.preferences import PreferenceStore
 from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
-from craftsync.shell.supervisor import RunLedger, Supervisor, Watched, family_alive
+from craftsync.shell.supervisor import UNNAMED, RunLedger, Supervisor, Watched, family_alive
 from craftsync.shell.ui_server import UiContext, create_ui_app
 from craftsync.worker.broker import wait_for_broker
 from craftsync.worker.errors import BrokerUnavailable, ConfigurationError, SyncError
@@ -241,13 +240,14 @@ class Session:
     def request(self, entities: list[str], direction: str, policy: str, request_id: str | None = None) -> str:
         """Queue a sync of ``entities`` (none: all); every event of the runs serving it lists
         ``request_id``, so that whoever asked can follow them. Returns the first run's id."""
-        # Every request gets an id, so that it is queued again if the broker or the workers lose it.
-        request_id = request_id or uuid.uuid4().hex
         order = sync_order(entities)
-        if self.ledger is not None:
+        if request_id and self.ledger is not None:  # noted first: its events may come at once
             self.ledger.queued(request_id, order, direction, policy)
-        return request_sync(self._dramatiq, self._redis, order, direction=direction, policy=policy,
-                            requests=[request_id])
+        run_id = request_sync(self._dramatiq, self._redis, order, direction=direction, policy=policy,
+                              requests=[request_id] if request_id else None)
+        if not request_id and self.ledger is not None:
+            self.ledger.queued_run(run_id, order, direction, policy)
+        return run_id
 
     def ui_context(self, *, port: int = 0) -> UiContext:
         """What the UI server is given of this session: its secret, local file and preferences,
@@ -396,8 +396,12 @@ class Session:
                             MAX_RUN_RETRIES + 1)
                 self.ledger.forget(requests)
                 return
-            request_sync(self._dramatiq, self._redis, sync_order([row["entity"], *rest]), direction=row["direction"],
-                         policy=row["policy"], requests=requests or None)
+            entities = sync_order([row["entity"], *rest])
+            if requests:
+                request_sync(self._dramatiq, self._redis, entities, direction=row["direction"], policy=row["policy"],
+                             requests=requests)
+            else:  # a request without an id (the scheduler's): noted anew, as such a request is
+                self.request(entities, row["direction"], row["policy"])
         except redis.RedisError as exc:
             log.warning("the interrupted %s run could not be queued again: %s", row["entity"], exc)
 
@@ -410,10 +414,15 @@ class Session:
         waiting run that is still there adds only a message, so nothing runs twice."""
         if self.ledger is None:
             return
-        for request_id, request, entities in self.ledger.waiting():
-            if entities:
+        for key, request, entities in self.ledger.waiting():
+            if not entities:
+                continue
+            if key.startswith(UNNAMED):  # known by its lost run's id: it becomes a new run
+                self.ledger.forget([key])
+                self.request(entities, request.direction, request.policy)
+            else:
                 request_sync(self._dramatiq, self._redis, entities, direction=request.direction,
-                             policy=request.policy, requests=[request_id])
+                             policy=request.policy, requests=[key])
 
     # -- stop -----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -230,16 +231,26 @@ class InFlight:
     requests: list[str]
 
 
+#: The key of a request queued without an id: its first run's id, until that run starts.
+UNNAMED: Final = "run:"
+
+
 class RunLedger:
     """The session's sync requests whose runs have not all ended, and the runs in flight,
     kept from the progress events (a thread follows them, and follows them again after the
-    broker comes back)."""
+    broker comes back).
+
+    A request with an id (the page's) is followed by the ids its runs' events list. One
+    without (the scheduler's) is known only by its first run's id (``UNNAMED`` + run id),
+    until that run starts; the rest of its chain is then the worker's to queue.
+    """
 
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self.requests: dict[str, Request] = {}
         self.in_flight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
+        self._started: deque[str] = deque(maxlen=1000)  # runs lately started, for queued_run
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="run-ledger", daemon=True)
 
@@ -255,6 +266,12 @@ class RunLedger:
         """Note a request before it is queued (so that none of its events comes first)."""
         with self._lock:
             self.requests[request_id] = Request(list(entities), direction, policy)
+
+    def queued_run(self, run_id: str, entities: list[str], direction: str, policy: str) -> None:
+        """Note a request without an id, just queued as (or joined to) run ``run_id``."""
+        with self._lock:
+            if run_id not in self._started:
+                self.requests[UNNAMED + run_id] = Request(list(entities), direction, policy)
 
     def waiting(self) -> list[tuple[str, Request, list[str]]]:
         """(id, request, entities not ended) of each request none of whose runs is in flight:
@@ -302,6 +319,8 @@ class RunLedger:
         with self._lock:
             if kind == EventType.STARTED:
                 self.in_flight[run_id] = InFlight(entity, str(event.get("direction")), requests)
+                self._started.append(run_id)
+                self.requests.pop(UNNAMED + run_id, None)
             elif kind in (EventType.COMPLETED, EventType.FAILED):
                 self.in_flight.pop(run_id, None)
                 for rid in requests:
