@@ -165,6 +165,8 @@ class Supervisor:
         return False
 
     def _restart(self, child: Watched) -> None:
+        if self._stop.is_set():  # the session stops: what is left is its to stop
+            raise _Stopping
         _safely(child.clean_up)
         if self._stop.is_set():
             raise _Stopping

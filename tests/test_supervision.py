@@ -26,7 +26,16 @@ import redis
 from craftsync.shell.broker import find_server_binary
 from craftsync.shell.supervisor import MAX_ATTEMPTS
 from tests.conftest import service_missing
-from tests.support.e2e import DesktopRun, run_env, ui_get, ui_post, wait_run, write_preferences
+from tests.support.e2e import (
+    DesktopRun,
+    UiPage,
+    chromium,  # noqa: F401  (fixture)
+    run_env,
+    ui_get,
+    ui_post,
+    wait_run,
+    write_preferences,
+)
 from tests.support.process import EventLog, wait_until
 from tests.support.worker import CRAFTSYNC
 
@@ -240,13 +249,10 @@ def test_a_killed_demo_server_is_restarted_and_the_next_sync_completes(run: Desk
     assert wait_run(run, sync(run), timeout=SYNC_TIMEOUT_S)["status"] == "completed"
 
 
-def test_a_worker_that_dies_at_once_five_times_is_reported_in_one_sentence_by_status_and_the_ui(
-    run: DesktopRun,
-) -> None:
-    # Given: a running session
+def give_up_on_the_workers(run: DesktopRun) -> tuple[str, int]:
+    """SIGKILL the workers' parent each time one starts, until the session gives up on them:
+    the status's sentence, and how many were killed."""
     wait_until(lambda: worker_parent(run) is not None, timeout=60, interval=0.1, what="the workers to start")
-
-    # When: the workers die as soon as they start, again and again
     killed: set[int] = set()
 
     def kill_or_gave_up() -> dict[str, Any] | None:
@@ -257,12 +263,24 @@ def test_a_worker_that_dies_at_once_five_times_is_reported_in_one_sentence_by_st
         return service_said(run, "failed")
 
     said = wait_until(kill_or_gave_up, timeout=180, interval=0.1, what="the session to give up on the workers")
+    return said["message"], len(killed)
+
+
+#: What the status says once the workers died at once five times in a row.
+GAVE_UP = ("The sync service stopped 5 times in a row right after starting and is not restarted again: "
+           "close CraftSync and start it again, and if it stops again, restart the computer.")
+
+
+def test_a_worker_that_dies_at_once_five_times_is_reported_in_one_sentence_by_status_and_the_ui(
+    run: DesktopRun,
+) -> None:
+    # Given: a running session
+    # When: the workers die as soon as they start, again and again
+    sentence, killed = give_up_on_the_workers(run)
 
     # Then: it gave up after the first death and MAX_ATTEMPTS restarts that died at once
-    assert len(killed) == MAX_ATTEMPTS + 1, killed
-    sentence = said["message"]
-    assert sentence == ("The sync service stopped 5 times in a row right after starting and is not restarted "
-                        "again: close CraftSync and start it again, and if it stops again, restart the computer.")
+    assert killed == MAX_ATTEMPTS + 1
+    assert sentence == GAVE_UP
     # ... the UI's status says it, as an error
     status = ui_get(run, "/api/status")
     assert status["state"] == "error" and status["service"]["message"] == sentence
@@ -275,3 +293,20 @@ def test_a_worker_that_dies_at_once_five_times_is_reported_in_one_sentence_by_st
     assert f"service:   {sentence}\n" in cli_status(run)
     # ... and no worker was started again
     assert worker_parent(run) is None
+
+
+def test_the_page_shows_in_its_status_line_that_the_sync_service_is_left_down(
+    run: DesktopRun, chromium: Any,  # noqa: F811
+) -> None:
+    # Given: a session whose workers died at once five times in a row
+    sentence, _ = give_up_on_the_workers(run)
+
+    # When: the page is open
+    page = UiPage(chromium, run).open()
+    try:
+        # Then: its status line says so, with what to do
+        page.wait_for(lambda: page.text("#status-detail") == sentence, timeout=20, what="the status line's sentence")
+        assert (page.state(), page.text("#status-text")) == ("error", "Sync service stopped")
+        assert page.errors == []
+    finally:
+        page.close()
