@@ -116,6 +116,13 @@ def test_honcho_start_with_the_procfiles_env_syncs_a_customer_to_the_server_and_
         server = httpx.Client(base_url=f"http://127.0.0.1:{server_port}/api",
                               headers={"Authorization": f"Bearer {env['REMOTE_API_KEY']}"}, timeout=10)
         assert server.get(f"/customers/{customer_id}").json()["name"] == "Procfile Crafts"
+
+        def idle() -> bool:  # the launch sync too (it may still be on its quotes or orders)
+            shown = ui.get("/api/status").json()
+            return not shown["syncing"] and all((e["last_run"] or {}).get("status") != "running"
+                                                for e in shown["entities"].values())
+
+        wait_until(idle, timeout=START_TIMEOUT_S, interval=0.2, what="every run to end")
         ui.close()
         server.close()
         processes = family(honcho.pid)
@@ -129,7 +136,11 @@ def test_honcho_start_with_the_procfiles_env_syncs_a_customer_to_the_server_and_
                           timeout=30, what="every process to stop")
         assert gone
         assert not (home / ".local" / "share" / "craftsync" / "runtime.json").exists()
-        assert "stopped (rc=1)" not in honcho.log.read_text(), honcho.tail(60)
+        said = honcho.log.read_text()
+        assert "stopped (rc=1)" not in said, honcho.tail(60)
+        # (the worker processes stop, not killed by the second SIGTERM their group gets; honcho
+        # may still SIGKILL the worker after its 5 s of grace, as dramatiq's stop takes about 4 s)
+        assert "Stopping worker process" in said and "Killing worker process" not in said, honcho.tail(60)
     finally:
         honcho.stop()
 

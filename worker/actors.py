@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import threading
+import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, Final
 
 import dramatiq
@@ -50,6 +53,32 @@ MAX_CRASH_RETRIES: Final = 3
 #: How long a run that ended waits for an absent broker to queue the rest of its chain.
 CHAIN_WAIT_S: Final = 120.0
 
+#: A stop can reach a worker process twice: a process manager that signals the whole group
+#: (honcho, systemd) reaches it directly, and dramatiq's parent forwards its own. dramatiq
+#: takes a second SIGTERM as "kill now", which cuts the runs short; one this soon after the
+#: first is the same stop.
+SAME_STOP_S: Final = 2.0
+
+
+def _one_stop_per_group_signal() -> None:
+    """Pass a SIGTERM on to dramatiq's handler unless it repeats one of SAME_STOP_S ago."""
+    stop = signal.getsignal(signal.SIGTERM)
+    if not callable(stop) or threading.current_thread() is not threading.main_thread():
+        return
+    first: float | None = None
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        nonlocal first
+        now = time.monotonic()
+        if first is not None and now - first < SAME_STOP_S:
+            return
+        first = first if first is not None else now
+        stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+_one_stop_per_group_signal()  # dramatiq's worker process has set its handler before importing us
 settings = Settings.from_env()
 if not settings.redis_url:
     raise ConfigurationError("REDIS_URL is not set: workers need the broker")
