@@ -205,10 +205,10 @@ def test_a_full_disk_stops_a_pull_with_one_sentence_and_the_next_sync_after_spac
     assert (run["type"], run["error"]) == ("failed", full_sentence(path)), run
     # And the status says the same of the last run
     assert status_lines(device)["customers"].endswith(": " + full_sentence(path))
-    # And the file is sound, holding only whole pages of the pull
+    # And the file is sound, holding the whole pages pulled before the disk filled
     assert integrity(path) == ["ok"]
     pulled = len(device.rows("customers"))
-    assert pulled % 5000 == 0 and pulled < 20_000, pulled
+    assert 0 < pulled < 20_000 and pulled % 5000 == 0, f"{pulled} customers pulled (pages of 5,000)"
     # When the disk grows and the device syncs again
     mounts.resize(path.parent, "64m")
     again = sync_wait(device)
@@ -230,6 +230,8 @@ def test_a_full_disk_stops_a_push_with_one_sentence_and_nothing_is_lost_or_sent_
     run = sync_wait(device)
     # Then the run fails with one sentence saying the disk is full
     assert (run["type"], run["error"]) == ("failed", full_sentence(path)), run
+    # (it failed while writing the server's answers: the server holds the first batch)
+    assert len(device.central.stored("customers")) == 2000
     # And the file is sound and the host app's records are all there, still to push
     assert integrity(path) == ["ok"]
     assert len(device.live("customers")) == 3000
