@@ -367,41 +367,51 @@ class Session:
             return True
 
     def _clear_dead_workers(self) -> None:
-        """Stop what is left of the dead workers' family, then end the runs they left running
-        as failed, and try each again."""
+        """Stop what is left of the dead workers' family, then end each run they left running
+        as failed, saying why, and queue it again."""
         with self._workers_lock:
             _stop_family(self._worker_family)
             if self.workers is not None:
                 self.workers.poll()
-        when = time.strftime("%H:%M")
-        reason = f"The sync service stopped during this sync at {when} and was restarted; the sync is tried again."
+        stopped = f"The sync service stopped during this sync at {time.strftime('%H:%M')} and was restarted"
         with LocalStore(self.settings.database, migrate_schema=False) as store:
-            orphans = store.runs.end_orphaned(reason)
-        for row in orphans:
-            self._retry_orphan(row, reason)
+            for row in store.runs.running():  # no worker runs now: each of these was interrupted
+                run, rest = self.ledger.orphaned(row["run_id"]) if self.ledger else (None, [])
+                requests = run.requests if run else []
+                again = self._may_retry(row["entity"], requests)
+                reason = f"{stopped}; the sync is tried again." if again else f"{stopped}."
+                store.runs.end_interrupted(row["run_id"], reason)
+                self._publish_failed(row, reason, requests)
+                if again:
+                    self._queue_retry(row, sync_order([row["entity"], *rest]), requests)
 
-    def _retry_orphan(self, row: dict[str, Any], reason: str) -> None:
-        """Say that the run failed (to whoever follows it) and queue it again, with the rest of
-        its chain, for the requests it served."""
-        run, rest = self.ledger.orphaned(row["run_id"]) if self.ledger else (None, [])
-        requests = run.requests if run else []
+    def _may_retry(self, entity: str, requests: list[str]) -> bool:
+        """Whether an interrupted run of ``entity`` serving ``requests`` is tried again: at most
+        MAX_RUN_RETRIES times per request (a request given up on is no longer recovered)."""
+        if self.ledger is None or self.ledger.count_retry(entity, requests) <= MAX_RUN_RETRIES:
+            return True
+        self.ledger.forget(requests)
+        return False
+
+    def _publish_failed(self, row: dict[str, Any], reason: str, requests: list[str]) -> None:
+        """Tell whoever follows the interrupted run (the page, ``craftsync sync --wait``) how it ended."""
         event = {"type": EventType.FAILED.value, "run_id": row["run_id"], "entity": row["entity"],
                  "direction": row["direction"], "status": "failed", "error": reason, "requests": requests,
                  "done": 0, "total": 0, "pushed": row["pushed"] or 0, "pulled": row["pulled"] or 0,
                  "conflicts": row["conflicts"] or 0, "rate": 0, "eta_s": 0, "ts": now_iso()}
         try:
             self._publish(event)
-            if self.ledger is not None and requests and self.ledger.count_retry(requests) > MAX_RUN_RETRIES:
-                log.warning("%s run %s is not tried again: it failed %d times", row["entity"], row["run_id"],
-                            MAX_RUN_RETRIES + 1)
-                self.ledger.forget(requests)
-                return
-            entities = sync_order([row["entity"], *rest])
+        except redis.RedisError as exc:
+            log.warning("the end of the interrupted %s run could not be told: %s", row["entity"], exc)
+
+    def _queue_retry(self, row: dict[str, Any], entities: list[str], requests: list[str]) -> None:
+        direction, policy = row["direction"], row["policy"]
+        try:
             if requests:
-                request_sync(self._dramatiq, self._redis, entities, direction=row["direction"], policy=row["policy"],
+                request_sync(self._dramatiq, self._redis, entities, direction=direction, policy=policy,
                              requests=requests)
             else:  # a request without an id (the scheduler's): noted anew, as such a request is
-                self.request(entities, row["direction"], row["policy"])
+                self.request(entities, direction, policy)
         except redis.RedisError as exc:
             log.warning("the interrupted %s run could not be queued again: %s", row["entity"], exc)
 

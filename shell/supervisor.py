@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -253,6 +253,8 @@ class RunLedger:
         self.in_flight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
         self._started: deque[str] = deque(maxlen=1000)  # runs lately started, for queued_run
+        #: Retries of interrupted runs serving no request with an id, by entity, since one completed.
+        self._unnamed_retries: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="run-ledger", daemon=True)
 
@@ -298,13 +300,18 @@ class RunLedger:
                     rest += [e for e in after if e not in request.ended and e not in rest]
             return run, rest
 
-    def count_retry(self, requests: list[str]) -> int:
-        """One more retry for ``requests``; the most any of them has had."""
+    def count_retry(self, entity: str, requests: list[str]) -> int:
+        """One more retry of an interrupted run of ``entity`` serving ``requests``; how many
+        the most retried of them has had (for no request with an id: the entity's, since a
+        run of it last completed)."""
         with self._lock:
             known = [self.requests[rid] for rid in requests if rid in self.requests]
+            if not known:
+                self._unnamed_retries[entity] += 1
+                return self._unnamed_retries[entity]
             for request in known:
                 request.retries += 1
-            return max((r.retries for r in known), default=1)
+            return max(r.retries for r in known)
 
     def forget(self, requests: list[str]) -> None:
         """Stop recovering ``requests``: they are not tried again."""
@@ -325,6 +332,8 @@ class RunLedger:
                 self.requests.pop(UNNAMED + run_id, None)
             elif kind in (EventType.COMPLETED, EventType.FAILED):
                 self.in_flight.pop(run_id, None)
+                if kind == EventType.COMPLETED:
+                    self._unnamed_retries.pop(entity, None)
                 for rid in requests:
                     request = self.requests.get(rid)
                     if request is None:

@@ -42,16 +42,17 @@ class RunLog:
             (status, finished_at, pushed, pulled, conflicts, rejected, error, run_id),
         )
 
-    def end_orphaned(self, error: str) -> list[dict[str, Any]]:
-        """End every run still marked running as failed with ``error``, and return them as they
-        were: called once the workers that ran them are known dead (none runs anything now)."""
-        rows = [dict(row) for row in self.store.execute("SELECT * FROM sync_runs WHERE status = 'running'")]
-        for row in rows:
-            self.store.execute(
-                "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ? AND status = 'running'",
-                (now_iso(), error, row["run_id"]),
-            )
-        return rows
+    def running(self) -> list[dict[str, Any]]:
+        """The runs marked running now, oldest first."""
+        rows = self.store.execute("SELECT * FROM sync_runs WHERE status = 'running' ORDER BY started_at")
+        return [dict(row) for row in rows]
+
+    def end_interrupted(self, run_id: str, error: str) -> None:
+        """End a run whose worker died under it as failed with ``error`` (if it is still marked running)."""
+        self.store.execute(
+            "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ? AND status = 'running'",
+            (now_iso(), error, run_id),
+        )
 
     def last(self, entity: str) -> dict[str, Any] | None:
         """The latest run of ``entity``, as logged."""
