@@ -227,6 +227,25 @@ def test_a_killed_worker_is_restarted_and_its_run_ends_failed_with_a_reason_and_
         assert worker.pid not in {p.pid for p in run.remember_family()}
 
 
+def test_a_killed_dramatiq_parent_is_restarted_with_its_workers_and_the_next_sync_completes(run: DesktopRun) -> None:
+    # Given: a session whose workers are up
+    wait_until(lambda: workers_ready(run), timeout=60, interval=0.2, what="the workers to start")
+    parent = worker_parent(run)
+    assert parent is not None
+    old_family = [parent, *parent.children(recursive=True)]
+
+    # When: the workers' dramatiq parent is SIGKILLed (its worker processes are left orphaned)
+    parent.kill()
+
+    # Then: the orphaned worker processes are stopped and a new family is started
+    wait_until(lambda: service_said(run, "restarted"), timeout=RESTART_TIMEOUT_S, interval=0.2,
+               what="the workers to be restarted")
+    assert not [p.pid for p in old_family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    wait_until(lambda: workers_ready(run), timeout=60, interval=0.2, what="the new workers to start")
+    # ... and the next sync completes
+    assert wait_run(run, sync(run), timeout=SYNC_TIMEOUT_S)["status"] == "completed"
+
+
 def test_a_killed_demo_server_is_restarted_and_the_next_sync_completes(run: DesktopRun) -> None:
     # Given: a session syncing with its demo server
     wait_until(lambda: workers_ready(run), timeout=60, interval=0.2, what="the workers to start")
