@@ -328,16 +328,19 @@ class Session:
         """Watch the embedded broker and the workers (the demo server is watched from its start)."""
         if self._broker_process is not None:
             self.supervisor.watch("broker", Watched(
-                label=SYNC_SERVICE, alive=lambda: family_alive([self._broker_process]) if self._broker_process else False,
-                start=self._restart_broker, recover=self._requeue_waiting))
+                label=SYNC_SERVICE, alive=self._broker_alive, start=self._restart_broker,
+                recover=self._requeue_waiting))
         if self.settings.workers:
             self.supervisor.watch("workers", Watched(
                 label=SYNC_SERVICE, alive=self._workers_alive, start=self._restart_dead_workers,
                 clean_up=self._clear_dead_workers, recover=self._requeue_waiting))
 
+    def _broker_alive(self) -> bool:
+        return self._broker_process is not None and family_alive([self._broker_process])
+
     def _supervise_demo(self) -> None:
         demo = self.demo
-        if demo is None or "demo" in self.supervisor.watched:
+        if demo is None or "demo server" in self.supervisor.watched:
             return
 
         def alive() -> bool:
@@ -347,8 +350,8 @@ class Session:
             if self._demo_process is not None:
                 _stop_tree(self._demo_process)
 
-        self.supervisor.watch("demo", Watched(label=DEMO_SERVER, alive=alive, start=lambda: self._spawn_demo(demo),
-                                              clean_up=clean_up))
+        self.supervisor.watch("demo server", Watched(
+            label=DEMO_SERVER, alive=alive, start=lambda: self._spawn_demo(demo), clean_up=clean_up))
 
     def _workers_alive(self) -> bool:
         """Whether dramatiq's parent and every worker process it started still run (a worker's

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,10 +75,16 @@ class Watched:
     clean_up: Callable[[], None] = lambda: None
     #: After it started again: re-queue what it lost.
     recover: Callable[[], None] = lambda: None
+    #: Its name in the log ("broker", "workers", "demo server"), set by ``Supervisor.watch``.
+    name: str = ""
     died_at: datetime | None = None
     restarted_at: datetime | None = None
     gave_up_at: datetime | None = None
-    restarts: int = 0
+
+    @property
+    def restarting(self) -> bool:
+        """It died and has not started again yet."""
+        return self.died_at is not None and (self.restarted_at is None or self.restarted_at < self.died_at)
 
 
 class Supervisor:
@@ -91,6 +98,7 @@ class Supervisor:
 
     def watch(self, name: str, child: Watched) -> None:
         """Start watching ``child`` (already running) under ``name``."""
+        child.name = name
         self.watched[name] = child
         thread = threading.Thread(target=self._run, args=(child,), name=f"supervise-{name}", daemon=True)
         self._threads.append(thread)
@@ -113,21 +121,18 @@ class Supervisor:
     def report(self) -> dict[str, Any]:
         """What the user is told: {"state": ok | restarting | restarted | failed, "message", "at"}."""
         children = list(self.watched.values())
-        down = [c for c in children if c.gave_up_at is not None]
-        if down:
-            return {"state": "failed", "message": _gave_up_sentence(down[0]), "at": down[0].gave_up_at.isoformat()}
-        dying = [c for c in children if c.died_at is not None and (c.restarted_at or c.died_at) <= c.died_at]
-        if dying:
-            c = dying[0]
-            assert c.died_at is not None
-            return {"state": "restarting", "at": c.died_at.isoformat(),
-                    "message": f"{c.label} stopped unexpectedly at {_clock(c.died_at)} and is being restarted."}
-        restarted = [c for c in children if c.restarted_at is not None]
-        if restarted:
-            c = max(restarted, key=lambda c: c.restarted_at or datetime.min.astimezone())
-            assert c.restarted_at is not None
-            return {"state": "restarted", "at": c.restarted_at.isoformat(),
-                    "message": f"{c.label} stopped unexpectedly and restarted at {_clock(c.restarted_at)}."}
+        for c in children:
+            if c.gave_up_at is not None:
+                return {"state": "failed", "message": _gave_up_sentence(c), "at": c.gave_up_at.isoformat()}
+        for c in children:
+            if c.restarting and c.died_at is not None:
+                return {"state": "restarting", "at": c.died_at.isoformat(),
+                        "message": f"{c.label} stopped unexpectedly at {_clock(c.died_at)} and is being restarted."}
+        latest = max((c.restarted_at for c in children if c.restarted_at is not None), default=None)
+        if latest is not None:
+            c = next(c for c in children if c.restarted_at == latest)
+            return {"state": "restarted", "at": latest.isoformat(),
+                    "message": f"{c.label} stopped unexpectedly and restarted at {_clock(latest)}."}
         return {"state": "ok", "message": None, "at": None}
 
     # -- the watching thread -----------------------------------------------------------------
@@ -144,7 +149,7 @@ class Supervisor:
                 )(self._restart, child)
             except DiedAtOnce:
                 child.gave_up_at = datetime.now().astimezone()
-                log.error("%s died %d times in a row right after starting; left down", child.label, MAX_ATTEMPTS)
+                log.error("the %s died %d times in a row right after starting; left down", child.name, MAX_ATTEMPTS)
                 self._changed()
                 return
             except _Stopping:
@@ -152,15 +157,14 @@ class Supervisor:
 
     def _died(self, child: Watched, within: float | None = None) -> bool:
         """Wait until ``child`` is dead (True); False when stopping or ``within`` s passed first."""
-        waited = 0.0
+        deadline = None if within is None else time.monotonic() + within
         while not self._stop.wait(POLL_S):
             if not _safely(child.alive, default=True):
                 child.died_at = datetime.now().astimezone()
-                log.warning("%s stopped unexpectedly", child.label)
+                log.warning("the %s stopped unexpectedly", child.name)
                 self._changed()
                 return True
-            waited += POLL_S
-            if within is not None and waited >= within:
+            if deadline is not None and time.monotonic() >= deadline:
                 return False
         return False
 
@@ -173,10 +177,10 @@ class Supervisor:
         try:
             child.start()
         except Exception as exc:
-            log.warning("%s could not be started again: %s", child.label, exc)
+            log.warning("the %s could not be started again: %s", child.name, exc)
             raise DiedAtOnce from exc
-        child.restarted_at, child.restarts = datetime.now().astimezone(), child.restarts + 1
-        log.warning("%s restarted", child.label)
+        child.restarted_at = datetime.now().astimezone()
+        log.warning("the %s restarted", child.name)
         self._changed()
         _safely(child.recover)
         if self._died(child, within=STABLE_S):

@@ -263,7 +263,8 @@ def test_a_killed_demo_server_is_restarted_and_the_next_sync_completes(run: Desk
     assert said["message"].startswith("The demo server stopped unexpectedly and restarted at "), said
     assert runtime(run)["remote_url"] == remote_before
     key = runtime(run)["remote_key"]
-    assert httpx.get(f"{remote_before}/health", headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200
+    health = httpx.get(f"{remote_before}/health", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert health.status_code == 200
     # ... and the next sync completes
     assert wait_run(run, sync(run), timeout=SYNC_TIMEOUT_S)["status"] == "completed"
 

@@ -50,7 +50,8 @@ class RunLog:
     def end_interrupted(self, run_id: str, error: str) -> None:
         """End a run whose worker died under it as failed with ``error`` (if it is still marked running)."""
         self.store.execute(
-            "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ? AND status = 'running'",
+            "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? "
+            "WHERE run_id = ? AND status = 'running'",
             (now_iso(), error, run_id),
         )
 
