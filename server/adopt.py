@@ -4,7 +4,8 @@ The business's tables are not altered: no column is added, renamed or retyped, n
 rewritten. Many owners would not let a tool alter the tables their accounting program
 writes, and that program's INSERTs and UPDATEs must keep working as they are. What CraftSync
 needs to version and order the changes lives beside each table instead, in its bookkeeping
-table (``capture``), keyed by the table's own key; only triggers are added to the tables.
+table and its change log (``capture``), keyed by the table's own key; only triggers are
+added to the tables.
 
 Adoption goes in three parts, the first two read-only:
 
@@ -27,10 +28,9 @@ SQLite): it prints the plan and cannot change anything.
 
 Other programs may keep writing while a database is adopted. On SQLite and PostgreSQL they
 wait for the adoption's lock (the file's write lock; a SHARE ROW EXCLUSIVE lock on the
-tables, which readers pass). On MariaDB the triggers go in before the bookkeeping is filled
-and the fill passes over rows the triggers already noted: every write is either in the rows
-the fill reads or noted by a trigger (creating a trigger waits for transactions open on the
-table).
+tables, which readers pass). On MariaDB the triggers go in before the bookkeeping is filled:
+every write is either in the rows the fill reads or in the change log, which the server
+folds in later (creating a trigger waits for transactions open on the table).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from craftsync.contract.records import (
     now_iso,
     required_fields,
 )
-from craftsync.server.capture import backend, book_table, drop_ddl, install_ddl, new_id_sql
+from craftsync.server.capture import backend, book_table, drop_ddl, install_ddl, new_id_sql, trigger_names
 from craftsync.server.catalog import Catalog, EntityTables, IsoDate, IsoTime, contract_type
 from craftsync.server.db import SQLITE_BUSY_TIMEOUT_MS, alembic_config, make_engine
 from craftsync.server.mapping import OPTIONAL_TIMES, EntityMap, MapRequest, mapping_table, read_config
@@ -290,7 +290,8 @@ class _Survey:
         if "alembic_version" in self.tables:
             self.problem("alembic_version: this table belongs to another program (it does not hold a CraftSync "
                          "schema version); CraftSync keeps its own schema version in a table of that name")
-        taken = [name for name in (*_OWN_TABLES, *(f"craftsync_{e}" for e in ENTITIES)) if name in self.tables]
+        own = (*_OWN_TABLES, *(f"craftsync_{e}" for e in ENTITIES), *(f"craftsync_{e}_log" for e in ENTITIES))
+        taken = [name for name in own if name in self.tables]
         for name in taken:
             self.problem(f"{name}: a table of this name exists already; CraftSync needs the name for its own "
                          "bookkeeping (drop it if an adoption that did not finish left it)")
@@ -634,7 +635,7 @@ def _precision_lost(kind: Kind, column_type: Any, dialect: str) -> str | None:
 
 def _own_triggers(conn: Connection) -> list[tuple[str, str]]:
     """(name, table) of every trigger whose name CraftSync's triggers would take."""
-    names = {f"craftsync_{entity}_{op}" for entity in ENTITIES for op in ("ins", "upd", "del")}
+    names = {name for entity in ENTITIES for name in trigger_names(entity, conn.dialect)}
     dialect = backend(conn.dialect)
     if dialect == "sqlite":
         query = "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'"
@@ -668,9 +669,10 @@ def _plan(conn: Connection, maps: dict[str, EntityMap]) -> list[Step]:
         steps.append(Step(f"create table {entity_map.book} (each row of {entity_map.table}: its id, version and "
                           f"place in the feed, by {entity_map.key})", lambda c, b=books[entity]: b.create(c)))
     for entity_map in maps.values():
-        names = ", ".join(f"{entity_map.book}_{op}" for op in ("ins", "upd", "del"))
-        steps.append(Step(f"install triggers {names} on {entity_map.table} (every INSERT, UPDATE and DELETE there, "
-                          f"by any program, raises the row's version in {entity_map.book})",
+        names = ", ".join(trigger_names(entity_map.entity, conn.dialect))
+        steps.append(Step(f"install triggers {names} on {entity_map.table}, with their table {entity_map.log} "
+                          f"(every INSERT, UPDATE and DELETE there, by any program, notes the row's key in "
+                          f"{entity_map.log}; the server then raises its version in {entity_map.book})",
                           lambda c, m=entity_map: _install_triggers(c, m)))
     for entity, entity_map in maps.items():
         rows = int(conn.execute(text(f"SELECT count(*) FROM {_quote(conn, entity_map.table)}")).scalar() or 0)
@@ -766,7 +768,7 @@ def _undo(conn: Connection, maps: dict[str, EntityMap]) -> None:
     for entity_map in maps.values():
         for statement in drop_ddl(entity_map, conn.dialect):
             conn.execute(text(statement))
-    for name in (*(m.book for m in maps.values()), *_OWN_TABLES, "alembic_version"):
+    for name in (*(m.book for m in maps.values()), *(m.log for m in maps.values()), *_OWN_TABLES, "alembic_version"):
         conn.execute(text(f"DROP TABLE IF EXISTS {_quote(conn, name)}"))
     conn.commit()
 

@@ -75,6 +75,7 @@ def pull(entity: str) -> Response:
 @entities_bp.get("/<entity:entity>/<record_id>")
 def get_one(entity: str, record_id: str) -> Response:
     _check_entity(entity)
+    repository.settle(engine(), catalog(), entity)
     with engine().connect() as conn:
         record = repository.get(conn, catalog(), entity, record_id)
     if record is None:

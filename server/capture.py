@@ -1,24 +1,27 @@
 """Change capture inside the central database: every write by any program is seen.
 
-Each entity table has a bookkeeping table beside it (``craftsync_<entity>``), one row per
-record, keyed by the table's own key: the record's contract ``id``, its ``version``, its
-position ``seq`` in the entity's change feed, when it last changed, and ``deleted_at`` once
-its row is gone. Triggers on the entity table keep it: every INSERT, UPDATE and DELETE, by
-the API or by any other program on its own connection, raises the version and clears
-``seq`` (the change is *pending*); a DELETE leaves the bookkeeping row as a tombstone. The
-API's own writes take exactly this path.
+Each entity table has two tables beside it. Its *change log* (``craftsync_<entity>_log``)
+gets the key of every row that an INSERT, UPDATE or DELETE touched, by the API or by any
+other program on its own connection: the triggers on the entity table append that key and
+do nothing else, so a writer pays one append to an unindexed table per row it writes. Its
+*bookkeeping table* (``craftsync_<entity>``), one row per record keyed by the table's own
+key, holds the record's contract ``id``, its ``version``, its position ``seq`` in the
+entity's change feed, when it last changed, and ``deleted_at`` once its row is gone.
 
-Positions are handed out afterwards, not by the writers: ``sequence`` numbers the pending
-changes that have committed, under the entity counter's row lock, in one short transaction.
-A change that commits later is numbered by a later ``sequence``, so it always gets a larger
-position than any a reader has already seen: a reader paging by cursor can never step over
-it. The writers themselves take no shared lock: a long transaction of another program holds
-up only writers of the same rows, never the rest of the table, and never the feed (the
-numbering passes over rows that a running transaction holds: ``FOR UPDATE SKIP LOCKED``).
+``fold`` moves the log into the bookkeeping, set-based: a record's version rises by one for
+every logged write, its ``seq`` is cleared (the change is *pending*), and a key whose row is
+no longer there becomes a tombstone. ``sequence`` then numbers the pending changes. Both run
+under the entity counter's row lock, in one short transaction, before the server reads the
+bookkeeping (a pull page, a record, a push batch); the API's own writes take exactly this
+path. A change that commits after a fold is folded and numbered by a later one, so it always
+gets a larger position than any a reader has already seen: a reader paging by cursor can
+never step over it. The writers take no shared lock: a long transaction of another program
+holds up only writers of the same rows, never the rest of the table, and never the feed
+(its log rows are invisible, or on MariaDB/MySQL passed over: ``FOR UPDATE SKIP LOCKED``).
 
 Per backend: SQLite and MariaDB/MySQL fire a trigger per row; PostgreSQL fires one per
-statement, with the statement's rows as transition tables, so that a 1,000-row INSERT costs
-one set-based write to the bookkeeping. The triggers are named ``craftsync_<entity>_<op>``.
+statement and appends the statement's keys from its transition tables in one INSERT. The
+triggers are named ``craftsync_<entity>_<op>``.
 """
 
 from __future__ import annotations
@@ -40,19 +43,23 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import CreateTable
 
 from craftsync.server.mapping import EntityMap
 
 TIME = String(24)
 
 #: The canonical UTC time (``2026-12-01T10:42:00.123Z``) as each backend's SQL spells it.
-_NOW: Final = {
+NOW_SQL: Final = {
     "sqlite": "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     "postgresql": "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
     "mysql": "CONCAT(LEFT(DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%f'), 23), 'Z')",
 }
 
-_OPS: Final = ("ins", "upd", "del")
+#: The triggers' suffixes; "key" (SQLite only) notes the old key of an UPDATE that changes it.
+_OPS: Final = ("ins", "upd", "key", "del")
+#: Log rows folded per statement on MariaDB/MySQL (bound parameters per IN list).
+_CHUNK: Final = 1000
 
 
 def book_table(entity_map: EntityMap, metadata: MetaData) -> Table:
@@ -80,6 +87,18 @@ def book_table(entity_map: EntityMap, metadata: MetaData) -> Table:
     )
 
 
+def log_table(entity_map: EntityMap, metadata: MetaData) -> Table:
+    """The change log of one entity, declared in ``metadata``: the key of every row written
+    since the last fold, in the order written (``entry``), and no other index."""
+    key_type = String(32) if entity_map.key_is_id else BigInteger()
+    return Table(
+        entity_map.log,
+        metadata,
+        Column("entry", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        Column("row_key", key_type, nullable=False),
+    )
+
+
 def backend(dialect: Dialect | str) -> str:
     """The backend family of a dialect: "sqlite", "postgresql" or "mysql" (MariaDB too)."""
     name = dialect if isinstance(dialect, str) else dialect.name
@@ -91,13 +110,25 @@ def _quote(dialect: str, name: str) -> str:
 
 
 def install_ddl(entity_map: EntityMap, dialect: Dialect | str) -> list[str]:
-    """The statements that install the entity's triggers (its bookkeeping table exists)."""
+    """The statements that install the entity's change log (if it is not there yet) and its
+    triggers (its bookkeeping table exists)."""
     d = backend(dialect)
-    return {"sqlite": _sqlite, "postgresql": _postgresql, "mysql": _mysql}[d](entity_map, d)
+    if isinstance(dialect, str):
+        from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+        dialect = {"sqlite": sqlite, "postgresql": postgresql, "mysql": mysql}[d].dialect()
+    log = CreateTable(log_table(entity_map, MetaData()), if_not_exists=True).compile(dialect=dialect)
+    return [str(log).strip(), *{"sqlite": _sqlite, "postgresql": _postgresql, "mysql": _mysql}[d](entity_map, d)]
+
+
+def trigger_names(entity: str, dialect: Dialect | str) -> list[str]:
+    """The names of the entity's triggers (on PostgreSQL, of their functions too)."""
+    ops = _OPS if backend(dialect) == "sqlite" else tuple(op for op in _OPS if op != "key")
+    return [f"craftsync_{entity}_{op}" for op in ops]
 
 
 def drop_ddl(entity_map: EntityMap, dialect: Dialect | str) -> list[str]:
-    """The statements that remove the entity's triggers."""
+    """The statements that remove the entity's triggers (its change log stays)."""
     d = backend(dialect)
     names = [f"craftsync_{entity_map.entity}_{op}" for op in _OPS]
     if d == "postgresql":
@@ -121,64 +152,54 @@ def new_id_sql(entity_map: EntityMap, d: str, key: str) -> str:
 
 
 def _sqlite(m: EntityMap, d: str) -> list[str]:
-    book, table, key, now = _quote(d, m.book), _quote(d, m.table), _quote(d, m.key), _NOW[d]
-    upsert = (
-        f"INSERT INTO {book} (row_key, id, version, seq, changed_at, deleted_at) "
-        f"VALUES (NEW.{key}, {new_id_sql(m, d, 'NEW.' + key)}, 1, NULL, {now}, NULL) "
-        "ON CONFLICT (row_key) DO UPDATE SET version = version + 1, seq = NULL, "
-        "changed_at = excluded.changed_at, deleted_at = NULL;"
-    )
-    gone = f"UPDATE {book} SET version = version + 1, seq = NULL, changed_at = {now}, deleted_at = {now}"
+    log, table, key = _quote(d, m.log), _quote(d, m.table), _quote(d, m.key)
+
+    def note(row: str) -> str:
+        return f"BEGIN INSERT INTO {log} (row_key) VALUES ({row}.{key}); END"
+
     return [
-        f"CREATE TRIGGER craftsync_{m.entity}_ins AFTER INSERT ON {table} BEGIN {upsert} END",
-        f"CREATE TRIGGER craftsync_{m.entity}_upd AFTER UPDATE ON {table} BEGIN "
-        f"{gone} WHERE row_key = OLD.{key} AND OLD.{key} IS NOT NEW.{key}; {upsert} END",
-        f"CREATE TRIGGER craftsync_{m.entity}_del AFTER DELETE ON {table} BEGIN {gone} WHERE row_key = OLD.{key}; END",
+        f"CREATE TRIGGER craftsync_{m.entity}_ins AFTER INSERT ON {table} {note('NEW')}",
+        f"CREATE TRIGGER craftsync_{m.entity}_upd AFTER UPDATE ON {table} {note('NEW')}",
+        # A new key: the old one's row is gone. Fires only for UPDATEs that set the key.
+        f"CREATE TRIGGER craftsync_{m.entity}_key AFTER UPDATE OF {key} ON {table} "
+        f"WHEN OLD.{key} IS NOT NEW.{key} {note('OLD')}",
+        f"CREATE TRIGGER craftsync_{m.entity}_del AFTER DELETE ON {table} {note('OLD')}",
     ]
 
 
 def _mysql(m: EntityMap, d: str) -> list[str]:
-    book, table, key, now = _quote(d, m.book), _quote(d, m.table), _quote(d, m.key), _NOW[d]
-    upsert = (
-        f"INSERT INTO {book} (row_key, id, version, seq, changed_at, deleted_at) "
-        f"VALUES (NEW.{key}, {new_id_sql(m, d, 'NEW.' + key)}, 1, NULL, {now}, NULL) "
-        "ON DUPLICATE KEY UPDATE version = version + 1, seq = NULL, "
-        "changed_at = VALUES(changed_at), deleted_at = NULL;"
-    )
-    gone = f"UPDATE {book} SET version = version + 1, seq = NULL, changed_at = {now}, deleted_at = {now}"
+    log, table, key = _quote(d, m.log), _quote(d, m.table), _quote(d, m.key)
+
+    def note(row: str) -> str:
+        return f"INSERT INTO {log} (row_key) VALUES ({row}.{key})"
+
     return [
-        f"CREATE TRIGGER craftsync_{m.entity}_ins AFTER INSERT ON {table} FOR EACH ROW {upsert}",
-        f"CREATE TRIGGER craftsync_{m.entity}_upd AFTER UPDATE ON {table} FOR EACH ROW BEGIN "
-        f"IF NOT (OLD.{key} <=> NEW.{key}) THEN {gone} WHERE row_key = OLD.{key}; END IF; {upsert} END",
-        f"CREATE TRIGGER craftsync_{m.entity}_del AFTER DELETE ON {table} FOR EACH ROW "
-        f"{gone} WHERE row_key = OLD.{key}",
+        f"CREATE TRIGGER craftsync_{m.entity}_ins AFTER INSERT ON {table} FOR EACH ROW {note('NEW')}",
+        f"CREATE TRIGGER craftsync_{m.entity}_upd AFTER UPDATE ON {table} FOR EACH ROW BEGIN {note('NEW')}; "
+        f"IF NOT (OLD.{key} <=> NEW.{key}) THEN {note('OLD')}; END IF; END",
+        f"CREATE TRIGGER craftsync_{m.entity}_del AFTER DELETE ON {table} FOR EACH ROW {note('OLD')}",
     ]
 
 
 def _postgresql(m: EntityMap, d: str) -> list[str]:
-    book, table, key, now = _quote(d, m.book), _quote(d, m.table), _quote(d, m.key), _NOW[d]
-    upsert = (
-        f"INSERT INTO {book} AS b (row_key, id, version, seq, changed_at, deleted_at) "
-        f"SELECT n.{key}, {new_id_sql(m, d, 'n.' + key)}, 1, NULL, {now}, NULL FROM craftsync_new AS n "
-        "ON CONFLICT (row_key) DO UPDATE SET version = b.version + 1, seq = NULL, "
-        "changed_at = EXCLUDED.changed_at, deleted_at = NULL;"
-    )
-    gone = f"UPDATE {book} AS b SET version = b.version + 1, seq = NULL, changed_at = {now}, deleted_at = {now}"
+    log, table, key = _quote(d, m.log), _quote(d, m.table), _quote(d, m.key)
     bodies = {
-        "ins": (upsert, "INSERT", "NEW TABLE AS craftsync_new"),
+        "ins": (f"SELECT {key} FROM craftsync_new", "INSERT", "NEW TABLE AS craftsync_new"),
         "upd": (
-            f"{gone} FROM (SELECT {key} FROM craftsync_old EXCEPT SELECT {key} FROM craftsync_new) AS o "
-            f"WHERE b.row_key = o.{key}; {upsert}",
+            # A new key: the old one's row is gone.
+            f"SELECT {key} FROM craftsync_new UNION ALL "
+            f"(SELECT {key} FROM craftsync_old EXCEPT SELECT {key} FROM craftsync_new)",
             "UPDATE",
             "OLD TABLE AS craftsync_old NEW TABLE AS craftsync_new",
         ),
-        "del": (f"{gone} FROM craftsync_old AS o WHERE b.row_key = o.{key};", "DELETE", "OLD TABLE AS craftsync_old"),
+        "del": (f"SELECT {key} FROM craftsync_old", "DELETE", "OLD TABLE AS craftsync_old"),
     }
     statements = []
-    for op, (body, event, referencing) in bodies.items():
+    for op, (keys, event, referencing) in bodies.items():
         name = f"craftsync_{m.entity}_{op}"
         statements.append(
-            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN {body} RETURN NULL; END $body$"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN "
+            f"INSERT INTO {log} (row_key) {keys}; RETURN NULL; END $body$"
         )
         statements.append(
             f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
@@ -187,36 +208,88 @@ def _postgresql(m: EntityMap, d: str) -> list[str]:
     return statements
 
 
+def fold(conn: Connection, entity_map: EntityMap) -> int:
+    """Move the entity's committed change log into its bookkeeping; returns how many writes
+    it held. Each record's version rises by its writes, its change becomes pending, and a
+    key whose row is gone is a tombstone (a row made and deleted between two folds, which
+    no one has seen, leaves nothing). Runs in the caller's transaction, under the entity
+    counter's row lock."""
+    d = backend(conn.dialect)
+    book, log, table, key = (_quote(d, name) for name in (entity_map.book, entity_map.log, entity_map.table,
+                                                         entity_map.key))
+    now = NOW_SQL[d]
+    upsert = (
+        f"INSERT INTO {book} (row_key, id, version, seq, changed_at, deleted_at) "
+        f"SELECT l.row_key, {new_id_sql(entity_map, d, 'l.row_key')}, l.n, NULL, {now}, "
+        f"CASE WHEN t.{key} IS NULL THEN {now} END "
+        f"FROM ({{written}}) AS l LEFT JOIN {table} AS t ON t.{key} = l.row_key "
+        f"WHERE t.{key} IS NOT NULL OR EXISTS (SELECT 1 FROM {book} AS x WHERE x.row_key = l.row_key) "
+    )
+    if d == "mysql":
+        # Take the log rows that committed, passing over those running transactions hold.
+        changes = conn.execute(
+            text(f"SELECT entry FROM {log} ORDER BY entry FOR UPDATE SKIP LOCKED")
+        ).scalars().all()
+        written = f"SELECT row_key, COUNT(*) AS n FROM {log} WHERE entry IN :changes GROUP BY row_key"
+        move = text(
+            upsert.format(written=written)
+            + f"ON DUPLICATE KEY UPDATE {book}.version = {book}.version + VALUES(version), {book}.seq = NULL, "
+            f"{book}.changed_at = VALUES(changed_at), {book}.deleted_at = "
+            f"IF(VALUES(deleted_at) IS NULL, NULL, COALESCE({book}.deleted_at, VALUES(deleted_at)))"
+        ).bindparams(bindparam("changes", expanding=True))
+        forget = text(f"DELETE FROM {log} WHERE entry IN :changes").bindparams(bindparam("changes", expanding=True))
+        for start in range(0, len(changes), _CHUNK):
+            chunk = {"changes": changes[start : start + _CHUNK]}
+            conn.execute(move, chunk)
+            conn.execute(forget, chunk)
+        return len(changes)
+    conflict = (
+        "ON CONFLICT (row_key) DO UPDATE SET version = b.version + EXCLUDED.version, seq = NULL, "
+        "changed_at = EXCLUDED.changed_at, deleted_at = "
+        "CASE WHEN EXCLUDED.deleted_at IS NULL THEN NULL ELSE COALESCE(b.deleted_at, EXCLUDED.deleted_at) END"
+    )
+    if d == "postgresql":
+        # The DELETE takes exactly the log rows its snapshot sees: those that committed.
+        return conn.execute(text(
+            f"WITH moved AS (DELETE FROM {log} RETURNING row_key), "
+            "counted AS (SELECT row_key, count(*) AS n FROM moved GROUP BY row_key), "
+            "made AS (" + upsert.replace(f"INSERT INTO {book} ", f"INSERT INTO {book} AS b ").format(
+                written="SELECT row_key, n FROM counted") + conflict + " RETURNING 1) "
+            "SELECT coalesce(sum(n), 0) FROM counted"
+        )).scalar_one()
+    # SQLite: the transaction holds the file's write lock; every log row has committed.
+    written = conn.execute(text(f"SELECT count(*) FROM {log}")).scalar_one()
+    if written:
+        conn.execute(text(
+            upsert.replace(f"INSERT INTO {book} ", f"INSERT INTO {book} AS b ").format(
+                written=f"SELECT row_key, count(*) AS n FROM {log} GROUP BY row_key") + conflict
+        ))
+        conn.execute(text(f"DELETE FROM {log}"))
+    return int(written)
+
+
 def sequence(conn: Connection, book: Table, counters: Table, entity: str) -> int:
-    """Give every committed pending change of ``entity`` its place in the feed, after every
-    place handed out before; returns how many. Runs in the caller's transaction, which must
-    commit before the lock it takes (the entity counter's row) is released."""
+    """Give every pending change of ``entity`` its place in the feed, after every place
+    handed out before; returns how many. Runs in the caller's transaction, which must
+    commit before the lock it takes (the entity counter's row) is released; only holders of
+    that lock write the bookkeeping."""
     last = conn.execute(
         select(counters.c.value).where(counters.c.name == entity).with_for_update()
     ).scalar_one()
     d = backend(conn.dialect)
     name = _quote(d, book.name)
     if d == "mysql":
-        # Lock what can be numbered now, passing over rows that running transactions hold,
-        # then number those rows in order: a single-table UPDATE follows its ORDER BY. The
-        # UPDATE reads its rows by key (FORCE INDEX): with many keys the planner would scan
-        # the whole table, waiting on rows a running transaction holds while that transaction
-        # waits on rows locked here (a deadlock).
-        keys = conn.execute(text(
-            f"SELECT row_key FROM {name} WHERE seq IS NULL ORDER BY changed_at, row_key FOR UPDATE SKIP LOCKED"
-        )).scalars().all()
+        # A single-table UPDATE follows its ORDER BY.
         conn.execute(text("SET @craftsync_seq = :last"), {"last": last})
-        number = text(
-            f"UPDATE {name} FORCE INDEX (PRIMARY) SET seq = (@craftsync_seq := @craftsync_seq + 1) "
-            "WHERE row_key IN :keys ORDER BY changed_at, row_key"
-        ).bindparams(bindparam("keys", expanding=True))
-        done = sum(conn.execute(number, {"keys": keys[i : i + 1000]}).rowcount for i in range(0, len(keys), 1000))
+        done = conn.execute(text(
+            f"UPDATE {name} SET seq = (@craftsync_seq := @craftsync_seq + 1) "
+            "WHERE seq IS NULL ORDER BY changed_at, row_key"
+        )).rowcount
     else:
-        lock = " FOR UPDATE SKIP LOCKED" if d == "postgresql" else ""
         done = conn.execute(text(
             f"UPDATE {name} SET seq = :last + numbered.n FROM ("
             "SELECT row_key, row_number() OVER (ORDER BY changed_at, row_key) AS n FROM ("
-            f"SELECT row_key, changed_at FROM {name} WHERE seq IS NULL{lock}) AS pending) AS numbered "
+            f"SELECT row_key, changed_at FROM {name} WHERE seq IS NULL) AS pending) AS numbered "
             f"WHERE {name}.row_key = numbered.row_key"
         ), {"last": last}).rowcount
     if done:
@@ -224,6 +297,11 @@ def sequence(conn: Connection, book: Table, counters: Table, entity: str) -> int
     return done
 
 
-def has_pending(conn: Connection, book: Table) -> bool:
-    """Whether a committed change of the entity still waits for its place in the feed."""
-    return conn.execute(select(book.c.row_key).where(book.c.seq.is_(None)).limit(1)).first() is not None
+def has_pending(conn: Connection, entity_map: EntityMap) -> bool:
+    """Whether a committed write of the entity waits to be folded, or a folded change for
+    its place in the feed."""
+    d = backend(conn.dialect)
+    log, book = _quote(d, entity_map.log), _quote(d, entity_map.book)
+    return conn.execute(text(
+        f"SELECT EXISTS (SELECT 1 FROM {log}) OR EXISTS (SELECT 1 FROM {book} WHERE seq IS NULL)"
+    )).scalar_one() in (True, 1)

@@ -55,6 +55,11 @@ class EntityMap:
         """The name of the entity's bookkeeping table (version, change position, id)."""
         return f"craftsync_{self.entity}"
 
+    @property
+    def log(self) -> str:
+        """The name of the entity's change log: the keys of rows written since the last fold."""
+        return f"craftsync_{self.entity}_log"
+
     def column(self, name: str) -> str | None:
         return self.key if name == "id" and self.key_is_id else self.columns.get(name)
 

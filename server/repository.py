@@ -2,15 +2,17 @@
 
 Records are read from the entity's bookkeeping table (id, version, feed position; see
 ``capture``) joined with its table, so that a row another program deleted is served as a
-tombstone. Writes go to the entity's table only: its triggers raise the version and queue
-the change for the feed, for the API's writes exactly as for any other program's. Before a
-page is read, the changes that wait for a place in the feed are given one.
+tombstone. Writes go to the entity's table only: its triggers log them, for the API's
+writes exactly as for any other program's. Before the bookkeeping is read (a page, a
+record, a batch), the log is folded into it, and before a page is read, the changes that
+wait for a place in the feed are given one.
 
 A push is one transaction per batch. It first locks the entity's change counter, which
 serialises the API's writers of that entity (number uniqueness needs no further locking),
 then the rows it is about to change, so that another program's write to one of them either
-commits before the batch reads it (and is seen: a stale ``base_version`` is a conflict) or
-waits until the batch has committed. Other programs' writes to other rows never wait.
+commits before the batch folds the log and reads it (and is seen: a stale ``base_version``
+is a conflict) or waits until the batch has committed. Other programs' writes to other rows
+never wait. The batch folds its own writes before it commits.
 
 A pushed record may carry only some fields. A field it leaves out keeps the value the
 server stores (for a new record: null, but ``created_at`` and ``updated_at``, which take
@@ -61,7 +63,7 @@ from craftsync.contract.records import (
     required_fields,
     validate_fields,
 )
-from craftsync.server.capture import has_pending, sequence
+from craftsync.server.capture import fold, has_pending, sequence
 from craftsync.server.catalog import Catalog, EntityTables
 from craftsync.server.schema import counters, number_blocks
 
@@ -77,14 +79,22 @@ _CHUNK: Final = 1000
 
 
 def settle(engine: Engine, catalog: Catalog, entity: str) -> int:
-    """Give the entity's committed pending changes their places in the feed (see
-    ``capture.sequence``); returns how many. Cheap when none waits."""
-    book = catalog[entity].book
+    """Fold the entity's committed writes into its bookkeeping and give its pending changes
+    their places in the feed (``capture.fold``, ``capture.sequence``); returns how many
+    changes were numbered. Cheap when nothing waits."""
+    tables = catalog[entity]
     with engine.connect() as conn:
-        if not has_pending(conn, book):
+        if not has_pending(conn, tables.map):
             return 0
     with engine.connect().execution_options(write=True) as conn, conn.begin():
-        return sequence(conn, book, counters, entity)
+        _lock_counter(conn, entity)
+        fold(conn, tables.map)
+        return sequence(conn, tables.book, counters, entity)
+
+
+def _lock_counter(conn: Connection, entity: str) -> None:
+    """The entity counter's row lock: its holder alone folds, numbers and pushes."""
+    conn.execute(select(counters.c.value).where(counters.c.name == entity).with_for_update()).scalar_one()
 
 
 def pull(
@@ -222,7 +232,13 @@ class _Batch:
         self.number_field = NUMBER_FIELDS.get(entity)
         self.soft_delete = self.tables.column("deleted_at") is not None
         # The lock on the change counter serialises the API's writers; take it first.
-        conn.execute(select(counters.c.value).where(counters.c.name == entity).with_for_update()).scalar_one()
+        _lock_counter(conn, entity)
+        #: (field, column, referenced entity or None) of every field the table holds but the id.
+        self.columns = [
+            (name, column, REFERENCES[entity].get(name))
+            for name in self.fields
+            if name != "id" and (column := self.tables.map.column(name)) is not None
+        ]
         #: id -> (the row's key, whether the row is there), for every stored record sent.
         self.keys: dict[str, tuple[Any, bool]] = {}
         self.current = self._load_current({r["id"] for r in records})
@@ -277,7 +293,7 @@ class _Batch:
         return {**blank, **sent}
 
     def flush(self) -> None:
-        """Write the staged rows; the triggers do the bookkeeping."""
+        """Write the staged rows (their triggers log them), then fold the log."""
         tables, conn = self.tables, self.conn
         key = tables.map.key
         if self.inserts:
@@ -290,11 +306,10 @@ class _Batch:
                     insert(tables.rows).returning(tables.key, sort_by_parameter_order=True),
                     [row for _, row in unkeyed],
                 ).scalars().all()
-                conn.execute(
-                    update(tables.book).where(tables.book.c.row_key == bindparam("made_key")).values(
-                        id=bindparam("device_id")
-                    ),
-                    [{"made_key": made_key, "device_id": rid} for (rid, _), made_key in zip(unkeyed, made)],
+                conn.execute(  # version 0: the fold below counts the INSERT
+                    insert(tables.book),
+                    [{"row_key": made_key, "id": rid, "version": 0, "seq": None, "changed_at": self.now}
+                     for (rid, _), made_key in zip(unkeyed, made)],
                 )
         if self.updates:
             conn.execute(
@@ -311,6 +326,7 @@ class _Batch:
                 ),
                 [{"gone_id": rid, "gone_at": when} for rid, when in self.deletes.items()],
             )
+        fold(conn, tables.map)
 
     def _stage(
         self, sent: dict[str, Any], data: dict[str, Any], current: dict[str, Any] | None, note: str | None
@@ -337,12 +353,8 @@ class _Batch:
         The key goes too, but for a new row of a table whose database assigns keys."""
         tables = self.tables
         row: dict[str, Any] = {}
-        for name in self.fields:
-            column = tables.map.column(name)
-            if column is None or name == "id":
-                continue
+        for name, column, target in self.columns:
             value = data[name]
-            target = REFERENCES[self.entity].get(name)
             if target and value is not None:
                 value = self.references[target][value]
             row[column] = value
@@ -438,10 +450,14 @@ class _Batch:
         write to one of them has either committed before, or waits for this batch."""
         tables, ids = self.tables, list(ids)
         book = tables.book
-        known = _select_in(self.conn, select(book.c.id, book.c.row_key), tables.record_id, ids)
-        if self.conn.dialect.name != "sqlite" and known:  # SQLite: the batch holds the file's write lock
-            keys = sorted(row.row_key for row in known)
+        if self.conn.dialect.name != "sqlite":  # SQLite: the batch holds the file's write lock
+            if tables.map.key_is_id:
+                keys = sorted(ids)
+            else:
+                known = _select_in(self.conn, select(book.c.row_key), tables.record_id, ids)
+                keys = sorted(row.row_key for row in known)
             _select_in(self.conn, select(tables.key).with_for_update(of=tables.rows), tables.key, keys)
+        fold(self.conn, tables.map)  # the writes that committed before the locks
         rows = _select_in(self.conn, record_query(self.catalog, self.entity), tables.record_id, ids)
         self.keys = {row.id: (row.row_key, row.present_key is not None) for row in rows}
         return {row.id: to_record(self.entity, row) for row in rows}

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from craftsync.server.capture import book_table
+from craftsync.server.capture import book_table, log_table
 from craftsync.server.mapping import NATIVE
 from craftsync.contract.records import (
     MONEY_PRECISION,
@@ -165,3 +165,5 @@ number_blocks = Table(
 TABLES: Final = {"customers": customers, "quotes": quotes, "orders": orders}
 #: Each entity's bookkeeping table (``capture``).
 BOOKS: Final = {entity: book_table(NATIVE[entity], metadata) for entity in TABLES}
+#: Each entity's change log (``capture``).
+LOGS: Final = {entity: log_table(NATIVE[entity], metadata) for entity in TABLES}

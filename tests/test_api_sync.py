@@ -336,7 +336,7 @@ def test_migrations_create_exactly_the_schema_the_code_uses(database_url: str) -
 
     # Then there is no difference and the revision is recorded
     assert diff == []
-    assert revision == "0002"
+    assert revision == "0003"
 
 
 @pytest.mark.postgres

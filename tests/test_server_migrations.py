@@ -5,6 +5,9 @@ around the upgrade, two processes on a new PostgreSQL database both create the s
 and one dies (``duplicate key value violates unique constraint "pg_type_typname_nsp_index"``);
 MariaDB answers "table already exists" and SQLite "database is locked". The processes here are
 real ones, released together by a barrier, on every backend.
+
+A database made at an older revision keeps every change another program made there across
+the upgrade to today's change capture.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from sqlalchemy import text
+
 from craftsync.server.db import alembic_config, make_engine, migrate
 from craftsync.server.schema import metadata
+from tests.support.api import make_app, pull_all
+from tests.support.direct import Direct
 
 #: Server processes starting at once, and how often the race is run on a new database.
 PROCESSES = 6
@@ -78,3 +85,39 @@ def test_servers_started_at_once_on_a_new_database_all_migrate_it(database_url: 
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
+
+
+def test_a_database_made_before_the_change_log_keeps_every_change_across_the_upgrade(database_url: str) -> None:
+    # Given a central database at revision 0002, whose triggers keep the bookkeeping row by row,
+    engine = make_engine(database_url)
+    migrate(engine, "0002")
+    engine.dispose()
+    program = Direct(database_url)
+    try:
+        # where another program made a customer that a pull then numbered, and then changed
+        # it and made a second one, both still waiting for their places in the feed
+        first = program.insert("customers", name="Numbered")
+        program.execute("UPDATE craftsync_customers SET seq = 1 WHERE row_key = :id", id=first)
+        program.execute("UPDATE craftsync_counters SET value = 1 WHERE name = 'customers'")
+        program.update("customers", first, name="Numbered, then edited")
+        second = program.insert("customers", name="Pending")
+        assert program.book("customers")[first].version == 2
+
+        # When the server starts (its start-up migration upgrades the database) and the
+        # program goes on writing, now through the change log
+        client = make_app(database_url).test_client()
+        program.update("customers", second, name="Pending, then edited")
+        third = program.insert("customers", name="After the upgrade")
+
+        # Then a device pulling from the start gets every change once, at the versions every
+        # write made, and the bookkeeping stores exactly those
+        records, _ = pull_all(client, "customers")
+        assert len(records) == 3 and {(r["id"], r["name"], r["version"]) for r in records} == {
+            (first, "Numbered, then edited", 2), (second, "Pending, then edited", 2), (third, "After the upgrade", 1)}
+        book = program.book("customers")
+        assert {rid: (b.version, b.seq is not None) for rid, b in book.items()} == {
+            first: (2, True), second: (2, True), third: (1, True)}
+        with program.transaction() as conn:
+            assert conn.execute(text("SELECT count(*) FROM craftsync_customers_log")).scalar_one() == 0
+    finally:
+        program.close()
