@@ -234,6 +234,7 @@ class Session:
                 _stop_tree(self.workers)
                 self.workers = None
             self._start_workers()
+        self.supervisor.revive("workers")  # started anew: watched again, even if it was left down
         if self.monitor:
             self.monitor.check_soon()
 

@@ -104,6 +104,14 @@ class Supervisor:
         self._threads.append(thread)
         thread.start()
 
+    def revive(self, name: str) -> None:
+        """Watch ``name`` again if it was left down and has now been started anew (new settings)."""
+        child = self.watched.get(name)
+        if child is not None and child.gave_up_at is not None and not self._stop.is_set():
+            child.gave_up_at = child.died_at = child.restarted_at = None
+            self.watch(name, child)
+            self._changed()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching (and restarting); waits for a restart under way to give up."""
         self._stop.set()
