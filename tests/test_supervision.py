@@ -14,7 +14,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +70,28 @@ def member(run: DesktopRun, *words: str) -> psutil.Process | None:
     for process in run.remember_family():
         try:
             line = " ".join(process.cmdline())
-            if all(word in line for word in words) and process.status() != psutil.STATUS_ZOMBIE:
+            if all(word in line for word in words) and running(process):
                 return process
         except psutil.NoSuchProcess:
             continue
     return None
 
 
+def running(process: psutil.Process) -> bool:
+    """Whether ``process`` still runs (a zombie has died)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def worker_parent(run: DesktopRun) -> psutil.Process | None:
     """The workers' dramatiq parent (``craftsync worker``, a child of the run)."""
     found = member(run, "craftsync.shell.cli", "worker")
-    return found if found is not None and found.ppid() == run.proc.pid else None  # type: ignore[union-attr]
+    try:
+        return found if found is not None and found.ppid() == run.proc.pid else None  # type: ignore[union-attr]
+    except psutil.NoSuchProcess:
+        return None
 
 
 def workers_ready(run: DesktopRun) -> bool:
@@ -195,7 +206,11 @@ def test_a_killed_worker_is_restarted_and_its_run_ends_failed_with_a_reason_and_
 
         def worker_in_flight() -> psutil.Process | None:
             parent = worker_parent(run)
-            for child in parent.children() if parent else []:
+            try:
+                children = parent.children() if parent else []
+            except psutil.NoSuchProcess:
+                return None
+            for child in children:
                 try:
                     if any(c.raddr and c.raddr.port == demo_port for c in child.net_connections("tcp")):
                         return child
@@ -240,7 +255,7 @@ def test_a_killed_dramatiq_parent_is_restarted_with_its_workers_and_the_next_syn
     # Then: the orphaned worker processes are stopped and a new family is started
     wait_until(lambda: service_said(run, "restarted"), timeout=RESTART_TIMEOUT_S, interval=0.2,
                what="the workers to be restarted")
-    assert not [p.pid for p in old_family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not [p.pid for p in old_family if running(p)]
     wait_until(lambda: workers_ready(run), timeout=60, interval=0.2, what="the new workers to start")
     # ... and the next sync completes
     assert wait_run(run, sync(run), timeout=SYNC_TIMEOUT_S)["status"] == "completed"
@@ -279,7 +294,8 @@ def give_up_on_the_workers(run: DesktopRun) -> tuple[str, int]:
         parent = worker_parent(run)
         if parent is not None and parent.pid not in killed:
             killed.add(parent.pid)
-            parent.kill()
+            with suppress(psutil.NoSuchProcess):
+                parent.kill()
         return service_said(run, "failed")
 
     said = wait_until(kill_or_gave_up, timeout=180, interval=0.1, what="the session to give up on the workers")
