@@ -18,10 +18,11 @@ those forwarded intact). ``rate`` may be changed at any time, e.g. to 0 to stop 
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,7 +49,7 @@ class FaultyProxy:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=UPSTREAM_TIMEOUT_S, limits=httpx.Limits(max_connections=64))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -59,7 +60,8 @@ class FaultyProxy:
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
         self._client.close()
 
@@ -80,6 +82,14 @@ class FaultyProxy:
             return self._client.request(method, self.upstream + path, headers=headers, content=body)
         except httpx.TransportError:
             return None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a worker killed) is no error of the proxy's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler(proxy: FaultyProxy) -> type[BaseHTTPRequestHandler]:
