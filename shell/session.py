@@ -374,7 +374,11 @@ class Session:
         """Stop what is left of the dead workers' family, then end each run they left running
         as failed, saying why, and queue it again."""
         with self._workers_lock:
-            _stop_family(self._worker_family)
+            family = self._worker_family
+            if self.workers is not None:  # with the worker processes it forked before they were seen
+                seen = {p.pid for p in family}
+                family = family + [p for p in _process_group(self.workers.pid) if p.pid not in seen]
+            _stop_family(family)
             if self.workers is not None:
                 self.workers.poll()
         stopped = f"The sync service stopped during this sync at {time.strftime('%H:%M')} and was restarted"
@@ -485,6 +489,22 @@ def _handle(pid: int | None) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+def _process_group(leader: int) -> list[psutil.Process]:
+    """The processes of the process group ``leader`` made (``_spawn`` gives each child its own),
+    even those its death left orphaned. The group's id is not given to another process while
+    one of them lives. Empty where there are no process groups (Windows)."""
+    if not hasattr(os, "getpgid"):
+        return []
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == leader:
+                members.append(process)
+        except (OSError, psutil.Error):
+            continue  # gone meanwhile
+    return members
 
 
 def _stop_family(family: list[psutil.Process]) -> None:
