@@ -498,7 +498,7 @@ def table(results: list[Result]) -> str:
          *(f"{r.burst / r.burst_seconds:,.0f} ({r.burst:,} in {r.burst_seconds:.1f} s)" for r in results)),
         ("   feed: the device's pull of the burst, changes/s (first request to last page)",
          *(f"{r.feed.rate:,.0f} ({r.feed.seconds:.1f} s, {r.feed.pages} pages)" for r in results)),
-        ("   first page (numbers every pending change) / the other pages, median",
+        ("   first page (folds and numbers every pending change) / the other pages, median",
          *(f"{r.feed.first_page * 1000:,.0f} ms / {median_ms(r.feed.other_pages)}" for r in results)),
         ("   same walk again, nothing pending, changes/s",
          *(f"{r.again.rate:,.0f} ({r.again.seconds:.1f} s)" for r in results)),
@@ -518,7 +518,7 @@ def section(results: list[Result], args: argparse.Namespace, command: str) -> st
     lines = [
         *section_head(SECTION, command, "; the writers, the server and this script share the machine"),
         "- Databases, per backend, twins both migrated by `db.migrate`, the second then stripped of its triggers "
-        "(`capture.drop_ddl`): " + "; ".join(f"{r.backend}: {r.database}" for r in results) + ".",
+        "(`capture.drop_ddl`; its change log stays, empty): " + "; ".join(f"{r.backend}: {r.database}" for r in results) + ".",
         "- Writers: plain SQL through the backend's own driver (`sqlite3`, psycopg, PyMySQL), one connection per "
         "database, as another program writes; SQLite connections with the server's settings (WAL, "
         "`synchronous=NORMAL`). Rows: customers with every field filled, time-ordered ids; both twins get the "
@@ -529,7 +529,7 @@ def section(results: list[Result], args: argparse.Namespace, command: str) -> st
         "of the medians (the rounds' own ratios in brackets). PyMySQL sends an INSERT's `executemany` as one "
         "multi-row statement; its UPDATE `executemany` is one statement per row.",
         f"- 2: `craftsync server` (waitress) in its own process, real HTTP from one `httpx.Client`; the device's "
-        f"cursor first walked to the end (numbering part 1's {results[0].rows_written:,} changes), then "
+        f"cursor first walked to the end (folding and numbering part 1's {results[0].rows_written:,} changes), then "
         f"{args.burst:,} direct changes ({args.burst // 2:,} UPDATEs of rows the device already had, by one "
         f"statement per {args.rows:,}, and {args.burst - args.burst // 2:,} INSERTs by `executemany`, "
         f"{args.rows:,} a transaction), then the device's pull from its cursor with `limit={args.page}`, timed "
