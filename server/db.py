@@ -50,13 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"prepare_threshold": None})
     elif url.startswith("mysql"):
         kwargs.setdefault("isolation_level", "READ COMMITTED")
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
-    if engine.dialect.name == "postgresql":
-        # A batch's INSERT as multi-row statements, as SQLAlchemy does for psycopg2: psycopg's
-        # executemany sends one statement per row, and each fires the statement-level capture
-        # trigger (a 1,000-record batch took 160 ms instead of 115 ms).
-        engine.dialect.use_insertmanyvalues_wo_returning = True
-    return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
 def _tune_sqlite(engine: Engine) -> None:
