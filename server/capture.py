@@ -19,9 +19,12 @@ never step over it. The writers take no shared lock: a long transaction of anoth
 holds up only writers of the same rows, never the rest of the table, and never the feed
 (its log rows are invisible, or on MariaDB/MySQL passed over: ``FOR UPDATE SKIP LOCKED``).
 
-Per backend: SQLite and MariaDB/MySQL fire a trigger per row; PostgreSQL fires one per
-statement and appends the statement's keys from its transition tables in one INSERT. The
-triggers are named ``craftsync_<entity>_<op>``.
+Every backend fires a trigger per row. On PostgreSQL a statement-level trigger with
+transition tables costs less for a 1,000-row statement, but each firing has a fixed cost
+that one-row statements pay in full, and drivers send a batch as one statement per row
+(psycopg's ``executemany``, the API's own batches included): row triggers kept more of
+every kind of write in ``tests/bench/bench_capture.py``. The triggers are named
+``craftsync_<entity>_<op>``.
 """
 
 from __future__ import annotations
@@ -183,28 +186,23 @@ def _mysql(m: EntityMap, d: str) -> list[str]:
 
 def _postgresql(m: EntityMap, d: str) -> list[str]:
     log, table, key = _quote(d, m.log), _quote(d, m.table), _quote(d, m.key)
+
+    def note(row: str) -> str:
+        return f"INSERT INTO {log} (row_key) VALUES ({row}.{key});"
+
     bodies = {
-        "ins": (f"SELECT {key} FROM craftsync_new", "INSERT", "NEW TABLE AS craftsync_new"),
-        "upd": (
-            # A new key: the old one's row is gone.
-            f"SELECT {key} FROM craftsync_new UNION ALL "
-            f"(SELECT {key} FROM craftsync_old EXCEPT SELECT {key} FROM craftsync_new)",
-            "UPDATE",
-            "OLD TABLE AS craftsync_old NEW TABLE AS craftsync_new",
-        ),
-        "del": (f"SELECT {key} FROM craftsync_old", "DELETE", "OLD TABLE AS craftsync_old"),
+        "ins": (note("NEW"), "INSERT"),
+        # A new key: the old one's row is gone.
+        "upd": (f"{note('NEW')} IF NEW.{key} IS DISTINCT FROM OLD.{key} THEN {note('OLD')} END IF;", "UPDATE"),
+        "del": (note("OLD"), "DELETE"),
     }
     statements = []
-    for op, (keys, event, referencing) in bodies.items():
+    for op, (body, event) in bodies.items():
         name = f"craftsync_{m.entity}_{op}"
         statements.append(
-            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN "
-            f"INSERT INTO {log} (row_key) {keys}; RETURN NULL; END $body$"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN {body} RETURN NULL; END $body$"
         )
-        statements.append(
-            f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
-        )
+        statements.append(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
     return statements
 
 

@@ -28,7 +28,7 @@ from flask import Flask
 from craftsync.contract.records import data_fields
 from craftsync.worker.conflicts import open_conflicts, resolve
 from tests.support.device import Device
-from tests.support.direct import Direct, canonical_now
+from tests.support.direct import Direct, canonical_now, new_hex_id
 from tests.support.sync import central_rows, database_url_of
 
 
@@ -151,6 +151,30 @@ def test_a_direct_hard_delete_reaches_both_devices_as_a_tombstone(
         assert _row(device, gone) == served
         assert set(device.live("customers")) == {kept}
         assert _synced(device, gone) == ("synced", 2)
+        assert device.pending() == 0
+
+
+def test_a_direct_change_of_a_rows_key_reaches_both_devices_as_a_delete_and_a_new_record(
+    backend_app: Flask, direct: Direct, two: tuple[Device, Device]
+) -> None:
+    # Given a customer on both devices
+    old = _shared(direct, two, city="Leeds")
+    # When another program gives its row another key
+    new = new_hex_id()
+    assert direct.execute("UPDATE customers SET id = :new WHERE id = :old", new=new, old=old) == 1
+    for device in two:
+        assert device.sync("customers").status == "completed"
+    # Then the bookkeeping holds the old id as a tombstone and the new one as a record
+    book = direct.book("customers")
+    assert book[old].version == 2 and book[old].deleted_at is not None
+    assert book[new].version == 1 and book[new].deleted_at is None
+    # ... and each device holds the row under its new id only, as the central database stores it
+    stored = _central(backend_app, new)
+    assert stored is not None and stored["city"] == "Leeds"
+    for device in two:
+        assert set(device.live("customers")) == {new}
+        assert _row(device, new) == stored
+        assert _row(device, old)["deleted_at"] == book[old].deleted_at
         assert device.pending() == 0
 
 
