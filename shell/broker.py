@@ -185,7 +185,7 @@ class EmbeddedBroker:
         def run() -> None:
             try:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=self._dir, preexec_fn=_die_with_parent(),
+                                        cwd=self._dir, preexec_fn=_die_with_parent(), umask=0o077,
                                         process_group=None if os.name == "nt" else 0)  # no terminal ^C
             except BaseException as exc:
                 box.put(exc)

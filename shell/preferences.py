@@ -91,7 +91,10 @@ class PreferenceStore:
             raise InvalidPreferences(field, message, plain) from None
         ensure_dir(self.directory)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(prefs.model_dump_json(indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the user's only, whatever the umask
+        with os.fdopen(fd, "w") as handle:
+            handle.write(prefs.model_dump_json(indent=2))
+        os.chmod(tmp, 0o600)  # a leftover .tmp of an older version keeps its mode through O_TRUNC
         tmp.replace(self.path)
         return prefs
 

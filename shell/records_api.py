@@ -12,6 +12,7 @@ is answered with one message per field (``shell.field_messages``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -101,7 +102,8 @@ def _filters(entity: str) -> dict[str, str]:
 
 def _bounded(name: str, default: int, maximum: int) -> int:
     raw = request.args.get(name, str(default))
-    if not raw.isdigit() or int(raw) > maximum:
+    # ASCII digits only, and few: isdigit() takes "²" and "①", which int() refuses
+    if not re.fullmatch(r"[0-9]{1,12}", raw) or int(raw) > maximum:
         abort(400, f"{name} must be a whole number up to {maximum}.")
     return int(raw)
 

@@ -50,7 +50,7 @@ from craftsync.worker.errors import BrokerUnavailable, ConfigurationError, SyncE
 from craftsync.worker.events import Publisher
 from craftsync.worker.queue import request_sync, sync_order
 from craftsync.worker.remote import RemoteClient, RemoteSettings
-from craftsync.worker.settings import Settings, data_dir, ensure_dir, read_runtime, runtime_file
+from craftsync.worker.settings import Settings, data_dir, make_private, read_runtime, runtime_file
 from craftsync.worker.store import LocalStore
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Session:
         if running:
             raise SessionError(f"CraftSync is already running (pid {running['pid']}); its UI is at {running.get('ui_url')}")
         try:
-            ensure_dir(data_dir())  # settings, the demo database and the runtime file live here
+            make_private(data_dir())  # settings, the demo database and the runtime file live here
             LocalStore(self.settings.database).close()  # create or upgrade the schema once, here
             self._start_broker()
             self._start_remote()
@@ -548,7 +548,8 @@ def _free_port() -> int:
 
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A child in its own process group, so that stopping it reaches its children too."""
-    return subprocess.Popen(argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL, cwd=Path.cwd())
+    return subprocess.Popen(argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL, cwd=Path.cwd(),
+                            umask=0o077)  # what it writes (the demo database, logs) is the user's only
 
 
 def _stop_tree(process: subprocess.Popen[bytes]) -> None:

@@ -446,7 +446,7 @@ def resolve_conflict(conflict_id: int) -> Response:
 
 def history() -> Response:
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    if not re.fullmatch(r"[0-9]{1,4}", limit) or not 1 <= int(limit) <= 1000:  # not isdigit(): "²" is a digit
         abort(400, "limit must be a whole number from 1 to 1000.")
     store = _store()
     return jsonify(runs=store.runs.history(int(limit)), totals=store.runs.totals())

@@ -41,6 +41,30 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def make_private(folder: Path) -> Path:
+    """``folder`` created if need be, then closed to other users: the folder 0700 and each
+    file directly in it 0600, whatever the umask (an older version left them 0755 and 0644)."""
+    ensure_dir(folder)
+    try:
+        folder.chmod(0o700)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                entry.chmod(0o600)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot make the folder {folder} private: {exc.strerror or exc}") from exc
+    return folder
+
+
+def create_private(path: Path) -> None:
+    """Create the file at ``path`` readable by the user only (0600) unless it exists already,
+    so that a program writing it next (SQLite) keeps that mode whatever the umask. An error is
+    left for that program to meet and report."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    except OSError:
+        pass
+
+
 def runtime_file() -> Path:
     """The file a running ``craftsync run`` describes itself in (0600, removed on exit)."""
     return data_dir() / "runtime.json"
@@ -84,7 +108,7 @@ class Settings:
         env = os.environ if environ is None else environ
         runtime = read_runtime() if use_runtime else {}
         workers = env.get("CRAFTSYNC_WORKERS", str(DEFAULT_WORKERS))
-        if not workers.isdigit():
+        if not (workers.isascii() and workers.isdigit()) or len(workers) > 3:
             raise ConfigurationError(f"CRAFTSYNC_WORKERS must be a whole number, not {workers!r}")
         return cls(
             database=Path(env.get("CRAFTSYNC_DB") or runtime.get("database") or data_dir() / "craftsync.db"),

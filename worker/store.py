@@ -53,7 +53,7 @@ from craftsync.worker.errors import (
     DiskFull,
     LocalStoreError,
 )
-from craftsync.worker.settings import ensure_dir
+from craftsync.worker.settings import create_private, ensure_dir
 from craftsync.worker.store_conflicts import ConflictTable
 from craftsync.worker.store_records import RecordQueries
 from craftsync.worker.store_runs import RunLog
@@ -95,6 +95,8 @@ def check_intact(conn: sqlite3.Connection, path: str | Path) -> None:
 
 
 def _open(path: str | Path) -> sqlite3.Connection:
+    if str(path) != ":memory:":
+        create_private(Path(path))  # 0600: SQLite gives its -wal and -shm files the same mode
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
