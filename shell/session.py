@@ -45,6 +45,7 @@ from craftsync.shell.remote_choice import Demo, RemoteChoice, choose_remote
 from craftsync.shell.scheduler import ConnectionMonitor, Scheduler
 from craftsync.shell.supervisor import UNNAMED, RunLedger, Supervisor, Watched, family_alive
 from craftsync.shell.ui_server import UiContext, create_ui_app
+from craftsync.shell.window import LAUNCH_PAGE
 from craftsync.worker.broker import wait_for_broker
 from craftsync.worker.errors import BrokerUnavailable, ConfigurationError, SyncError
 from craftsync.worker.events import Publisher
@@ -465,6 +466,7 @@ class Session:
         try:
             if json.loads(runtime.read_text()).get("pid") == os.getpid():
                 runtime.unlink()
+                (data_dir() / LAUNCH_PAGE).unlink(missing_ok=True)  # the browser's launch page: its secret is dead
         except (OSError, ValueError):
             pass
 

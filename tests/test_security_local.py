@@ -7,11 +7,14 @@ server. Each test names what such an attacker can no longer do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.api import in_ci
-from tests.support.e2e import DesktopRun, ui_get, user_env
+from tests.support.e2e import DesktopRun, chromium, ui_get, user_env  # noqa: F401 (chromium: a fixture)
+from tests.support.process import wait_until
 from tests.support.ui import Page, json_of
+from tests.support.ui import USER_KEY
+from tests.test_ui_saved_key import KeyCatcher, no_keyring_left_behind  # noqa: F401 (a fixture)
 
 SECRET_HEADER = "X-CraftSync-Token"
 
@@ -139,3 +145,80 @@ def test_a_number_written_in_other_digits_gets_a_plain_refusal_not_a_server_erro
     assert response.status_code == 400, (response.status_code, response.data[:300])
     message = json_of(response)["message"]
     assert "whole number" in message and "Traceback" not in message and "\n" not in message
+
+
+# -- item 1: the UI secret on the browser's command line -------------------------------------
+
+
+def command_lines_with(needle: str) -> list[str]:
+    """Every command line on this machine that contains ``needle``, read as any program can."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in line:
+            found.append(f"{entry.name}: {line}")
+    return found
+
+
+def test_a_local_program_cannot_read_the_ui_secret_from_the_browsers_command_line(
+    open_home: Path, tmp_path: Path, chromium: object,
+) -> None:
+    # Given a browser that keeps running with what it was given on its command line, like a real one
+    said, running = tmp_path / "browser-argv", tmp_path / "browser-pid"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {said}\n'
+                       f'{sys.executable} -c "import time; time.sleep(60)" "$@" &\necho $! > {running}\n')
+    browser.chmod(0o755)
+    env = user_env(open_home)
+    env["BROWSER"] = str(browser)
+    run = DesktopRun(open_home, env, log=tmp_path / "run.log").start()
+    try:
+        secret = run.launch_url.split("token=", 1)[1]
+        opened = wait_until(lambda: said.is_file() and said.read_text().strip(), timeout=30,
+                            what="the browser to be started")
+        # Then no command line on the machine (the browser's, the broker's, the workers') holds the secret
+        assert secret not in opened
+        assert command_lines_with(secret) == []
+        # And the browser was given a local page only the user can read
+        assert opened.startswith("file://"), opened
+        page = Path(opened.removeprefix("file://"))
+        assert stat.S_IMODE(os.stat(page).st_mode) == 0o600
+        assert not nobody_reads(page)
+        # And that page opens the UI, signed in, in a real browser
+        tab = chromium.new_page()  # type: ignore[attr-defined]
+        try:
+            tab.goto(opened, wait_until="load")
+            tab.wait_for_url(f"{run.base_url}/", timeout=20_000)
+            assert tab.evaluate("() => fetch('/api/status').then(r => r.status)") == 200
+        finally:
+            tab.close()
+    finally:
+        run.stop()
+        if running.is_file():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(running.read_text()), signal.SIGKILL)
+    assert not page.exists()  # the page with the (now dead) secret is gone with the session
+
+
+def test_a_page_holding_the_secret_cannot_have_the_saved_key_sent_to_its_own_listener(
+    page: Page, no_keyring_left_behind: None,
+) -> None:
+    listener = KeyCatcher()  # the attacker's server on another loopback port
+    try:
+        # Given the user's server and its key, saved
+        saved = page.put("/api/settings", json={"remote_url": "https://shop.example/api", "api_key": USER_KEY})
+        assert saved.status_code == 200
+        # When the attacker has the connection test aimed at its listener, without the key
+        answer = json_of(page.post("/api/settings/test", json={"remote_url": listener.url}))
+        # And tries to point the settings at it
+        moved = page.put("/api/settings", json={"remote_url": listener.url})
+        # Then its listener never received an Authorization header, and the settings stayed
+        assert answer["ok"] is False and listener.seen == []
+        assert moved.status_code == 409
+        assert json_of(page.get("/api/settings"))["remote_url"] == "https://shop.example/api"
+    finally:
+        listener.close()
+        page.put("/api/settings", json={"api_key": ""})
