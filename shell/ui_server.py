@@ -13,6 +13,7 @@ strict Content-Security-Policy.
 from __future__ import annotations
 
 import hmac
+import json
 import importlib.resources
 import re
 import time
@@ -299,6 +300,17 @@ def _entity_view(entity: str) -> dict[str, Any]:
     }
 
 
+def _sse_data(raw: bytes | str) -> str | None:
+    """A channel message as one SSE data line: a JSON object written again by json.dumps, which
+    escapes every line break, so that nothing on the channel can add SSE fields (``retry:``,
+    ``id:``, a second event); None for anything else, which is dropped."""
+    try:
+        event = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested beyond reason
+        return None
+    return json.dumps(event) if isinstance(event, dict) else None
+
+
 def events() -> Response:
     client: redis.Redis = current_app.extensions["craftsync.redis"]
     pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -316,8 +328,7 @@ def events() -> Response:
                     return  # the broker is gone (the session is stopping); the page reconnects
                 if message is None:
                     yield ": keep-alive\n\n"
-                elif message["type"] == "message":
-                    data = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                elif message["type"] == "message" and (data := _sse_data(message["data"])) is not None:
                     yield f"data: {data}\n\n"
         finally:
             pubsub.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,8 @@ from tests.support.api import in_ci
 from tests.support.e2e import DesktopRun, chromium, ui_get, user_env  # noqa: F401 (chromium: a fixture)
 from tests.support.process import wait_until
 from tests.support.ui import Page, json_of
-from tests.support.ui import USER_KEY
+from tests.support.ui import USER_KEY, Ui
+from tests.test_ui_events import _next_chunk
 from tests.test_ui_saved_key import KeyCatcher, no_keyring_left_behind  # noqa: F401 (a fixture)
 
 SECRET_HEADER = "X-CraftSync-Token"
@@ -257,3 +260,33 @@ def test_a_local_program_cannot_read_the_broker_password_from_the_servers_comman
     # Then it saw the servers, but never a password
     assert any("valkey-server" in line or "redis-server" in line for line in seen)
     assert all(password and password not in line for password in passwords for line in seen)
+
+
+def test_a_program_on_the_broker_cannot_add_fields_to_the_pages_event_stream(ui: Ui, page: Page) -> None:
+    import redis
+
+    from craftsync.worker.events import channel
+
+    # Given the page following the event stream
+    response = page.get("/api/events", buffered=False)
+    chunks = iter(response.response)
+    run_id = uuid.uuid4().hex
+    injected = "\nretry: 1\nid: x\n\ndata: forged"
+    try:
+        # When a program publishes raw text with SSE fields, then an event whose strings hold them
+        client = redis.Redis.from_url(ui.ctx.redis_url)
+        try:
+            client.publish(channel(client), f"not json{injected}")
+            client.publish(channel(client), "\r\nretry: 1\r\n")
+            client.publish(channel(client), json.dumps({"type": "progress", "run_id": run_id, "error": injected}))
+        finally:
+            client.close()
+        # Then the page gets the event as one data line and no other field at all
+        received = ""
+        while f'"run_id": "{run_id}"' not in received:
+            received += _next_chunk(chunks)
+    finally:
+        response.close()
+    fields = [line for line in re.split(r"\r\n|\r|\n", received) if line and not line.startswith(":")]
+    assert all(line.startswith("data: {") for line in fields), fields
+    assert json.loads(fields[-1].removeprefix("data: "))["error"] == injected
