@@ -16,7 +16,9 @@ What runs, all real processes on loopback:
 - eight desktops: SQLite files whose host app (a thread each, plain SQL) creates, edits,
   soft-deletes and hard-deletes customers, asks for a sync on the queue every few seconds
   (policy ``manual``), and settles each conflict it is shown with ``craftsync conflicts
-  resolve``, as a user would.
+  resolve``, as a careful user would: the server's or its own values of the fields in
+  conflict, keeping every other edit of both sides (``--use merged``; ``--settle whole``
+  takes one side's whole record instead, with ``--use remote`` or ``--use local``).
 
 Faults on a schedule while the desktops work: a desktop's worker SIGKILLed (and started
 again a second later, as a process manager does), Redis killed (it comes back empty) or shut
@@ -139,6 +141,13 @@ class Journal:
             self.writes[how] += 1
             self.deleted[record_id].add(desktop)
 
+    def give_up(self, desktop: int, record_id: str, fields: list[str], deleted: bool) -> None:
+        """The desktop took the server's side of a conflict: its writes of the fields in
+        conflict (of every field, when the server's record is deleted) need not survive."""
+        with self.lock:
+            for name in EDITED if deleted else fields:
+                self.last.get((record_id, name), {}).pop(desktop, None)
+
     def edited_by(self, record_id: str) -> set[int]:
         return {d for name in EDITED for d in self.edited.get((record_id, name), set())}
 
@@ -194,11 +203,11 @@ class MemoryWatch:
                 for process in family:
                     try:
                         rss = process.memory_info().rss
-                        role = "parent" if process.pid == root.pid and family[1:] else "process"
+                        role = "" if process.pid == root.pid else " child"
                     except psutil.Error:
                         continue
                     sampled = self.processes.setdefault(
-                        process.pid, Sampled(f"{label} {role} (pid {process.pid})", now))
+                        process.pid, Sampled(f"{label}{role} (pid {process.pid})", now))
                     sampled.samples.append((now, rss))
 
     def report(self) -> list[dict[str, Any]]:
@@ -212,8 +221,8 @@ class Desktop:
     """One desktop: its local file and host app (a thread), its Redis database and worker."""
 
     def __init__(self, index: int, work: Path, central: Central, redis_url: str, journal: Journal,
-                 memory: MemoryWatch, seed: int) -> None:
-        self.index, self.journal, self.memory = index, journal, memory
+                 memory: MemoryWatch, seed: int, settle: str) -> None:
+        self.index, self.journal, self.memory, self.settle = index, journal, memory, settle
         tmp = work / f"desktop-{index}"
         tmp.mkdir()
         url = redis_url.rsplit("/", 1)[0] + f"/{index}"
@@ -291,13 +300,37 @@ class Desktop:
     def open_conflicts(self) -> list[int]:
         return [row[0] for row in self.device.sql("SELECT id FROM sync_conflicts WHERE resolved = 0 ORDER BY id")]
 
+    def merged(self, record_id: str, fields: list[str], local: dict[str, Any], base: dict[str, Any] | None,
+               use: str) -> dict[str, Any]:
+        """The ``--data`` of a careful merge: this desktop's edits of the fields not in conflict
+        (its values now against the agreed record), and with ``mine`` its values of those in
+        conflict too; every other field takes the server's value."""
+        rows = self.device.sql("SELECT * FROM customers WHERE id = ?", record_id)
+        now = dict(rows[0]) if rows else local  # a hard-deleted row: its tombstone
+        data = {name: now.get(name) for name in (*EDITED, "deleted_at")
+                if name not in fields and base is not None and now.get(name) != base.get(name)}
+        if use == "mine":
+            data.update({name: now.get(name) for name in fields})
+        return data
+
     def settle_conflicts(self) -> None:
-        """Settle each open conflict with ``craftsync conflicts resolve``, keeping either side."""
-        for conflict_id in self.open_conflicts():
-            use = self.rng.choice(("remote", "local"))
-            done = self.device.cli("conflicts", "resolve", str(conflict_id), "--use", use, timeout=120)
+        """Settle each open conflict with ``craftsync conflicts resolve``, taking the server's
+        side or this desktop's at random, as ``--settle`` says."""
+        for conflict_id, record_id, fields_json, local, remote, base in self.device.sql(
+                "SELECT id, record_id, fields, local_data, remote_data, base_data FROM sync_conflicts "
+                "WHERE resolved = 0 ORDER BY id"):
+            fields = json.loads(fields_json)
+            use = self.rng.choice(("theirs", "mine"))
+            if self.settle == "whole":
+                how = ["--use", "remote" if use == "theirs" else "local"]
+            else:
+                data = self.merged(record_id, fields, json.loads(local or "{}"), json.loads(base) if base else None, use)
+                how = ["--use", "merged", "--data", json.dumps(data)]
+            done = self.device.cli("conflicts", "resolve", str(conflict_id), *how, timeout=120)
             if done.returncode == 0:
                 self.counts[f"conflicts settled: {use}"] += 1
+                if use == "theirs":
+                    self.journal.give_up(self.index, record_id, fields, json.loads(remote)["deleted_at"] is not None)
             elif conflict_id not in self.open_conflicts():
                 self.counts["conflicts that closed by themselves first"] += 1
             else:
@@ -441,7 +474,7 @@ class Soak:
         self.central = Central(f"{self.proxy.url}/api", API_KEY, self.server, self.database_url)
         for i in range(DESKTOPS):
             self.desktops.append(Desktop(i, self.work, self.central, self.redis.url, self.journal, self.memory,
-                                         self.args.seed))
+                                         self.args.seed, self.args.settle))
             self.desktops[-1].start_worker()
         wait_until(lambda: all(d.consuming() for d in self.desktops), timeout=120, interval=0.2,
                    what="every desktop's worker to consume")
@@ -622,7 +655,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         finally:
             soak.close()
     return {
-        "minutes": args.minutes, "seed": args.seed, "postgresql": version,
+        "minutes": args.minutes, "seed": args.seed, "settle": args.settle, "postgresql": version,
         "finished": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "machine": machine_note(""),
         "desktops": DESKTOPS, "worker_processes": DESKTOPS, "soak_s": round(seconds, 1), "settle": settled,
         "writes": dict(soak.journal.writes), "requests": dict(counts), "faults": dict(soak.faults),
@@ -724,6 +757,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the host apps' writes and the proxy")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--doc", type=Path, help="write the 'Soak' section of this doc (docs/RELIABILITY.md)")
+    parser.add_argument("--settle", choices=("fields", "whole"), default="fields",
+                        help="how a desktop settles a conflict: 'fields' takes one side's values of the fields in "
+                             "conflict and keeps every other edit (--use merged, the default); 'whole' takes one "
+                             "side's whole record (--use remote / --use local)")
     parser.add_argument("--workdir", type=Path, help="keep the files and logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="craftsync-soak-") as temporary:
