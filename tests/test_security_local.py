@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.api import in_ci
+from tests.support.device import Device
 from tests.support.e2e import DesktopRun, chromium, ui_get, user_env  # noqa: F401 (chromium: a fixture)
 from tests.support.process import wait_until
 from tests.support.ui import Page, json_of
@@ -290,3 +291,37 @@ def test_a_program_on_the_broker_cannot_add_fields_to_the_pages_event_stream(ui:
     fields = [line for line in re.split(r"\r\n|\r|\n", received) if line and not line.startswith(":")]
     assert all(line.startswith("data: {") for line in fields), fields
     assert json.loads(fields[-1].removeprefix("data: "))["error"] == injected
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(180)
+def test_a_program_on_the_broker_cannot_have_a_forged_import_chunk_pushed_to_the_server(device: Device) -> None:
+    import dramatiq
+
+    from craftsync.worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, new_id, queue_import
+    from craftsync.worker.queue import actor_name, queue_name
+    from tests.support.worker import queue_broker
+
+    device.start_worker(threads=1)
+    broker = queue_broker(device.redis.url)
+
+    def forge(queue: str, actor: str, **kwargs: object) -> None:
+        broker.enqueue(dramatiq.Message(queue_name=queue, actor_name=actor, args=(), kwargs=kwargs, options={}))
+
+    # When a program with the broker's password queues chunks no 'craftsync import' started,
+    # chunks of the wrong shape, and a sync message of the wrong shape
+    forged = {"id": new_id(), "name": "Forged customer", "email": "forged@example.com"}
+    forge(IMPORT_QUEUE, IMPORT_ACTOR, entity="customers", rows=[forged], import_id=uuid.uuid4().hex)
+    forge(IMPORT_QUEUE, IMPORT_ACTOR, entity="customers", rows=[{"id": new_id(), "name": ["not", "text"]}], import_id="../x")
+    forge(IMPORT_QUEUE, IMPORT_ACTOR, entity="no_such_entity", rows="rows", import_id=uuid.uuid4().hex)
+    forge(queue_name("customers"), actor_name("customers"), direction="both\nsideways", policy="remote", run_id="x")
+    # And then the user imports one customer
+    queue_import(broker, device.redis.client, "customers", [{"id": new_id(), "name": "Real customer", "email": "real@example.com"}])
+    # Then the real one reaches the server, and every forged message is dropped with a log line
+    wait_until(lambda: any(r["name"] == "Real customer" for r in device.central.stored("customers").values()),
+               timeout=60, what="the real import to reach the server")
+    log = device.tmp / "worker-0.log"
+    wait_until(lambda: log.read_text().count("was dropped") >= 4, timeout=30, what="the forged chunks to be dropped")
+    assert all(r["name"] != "Forged customer" for r in device.central.stored("customers").values())
+    assert all(r["name"] != "Forged customer" for r in device.rows("customers").values())
+    assert "Traceback" not in log.read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import signal
 import threading
 import time
@@ -24,10 +25,11 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
 from craftsync.contract.records import ENTITIES
+from craftsync.contract.vocabulary import Direction, Policy, values
 from craftsync.worker.engine import SyncEngine, SyncOptions
 from craftsync.worker.errors import ConfigurationError, LocalStoreError, SyncError
 from craftsync.worker.events import Publisher
-from craftsync.worker.imports import IMPORT_ACTOR, IMPORT_QUEUE, record_chunk, record_failure
+from craftsync.worker.imports import CHUNK_ROWS, IMPORT_ACTOR, IMPORT_QUEUE, _tally_key, record_chunk, record_failure
 from craftsync.worker.queue import EntityBusy, actor_name, entity_lock, queue_name, request_sync, take_queued
 from craftsync.worker.remote import RemoteClient
 from craftsync.worker.settings import Settings
@@ -111,8 +113,32 @@ def _should_retry(retries: int, exc: BaseException) -> bool:
     return retries < MAX_CRASH_RETRIES
 
 
+def _hex_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}", value) is not None
+
+
+def _sync_message_ok(direction: object, policy: object, run_id: object) -> bool:
+    """Whether a sync message has the shape ``worker.queue`` gives it (anything may be on the queue)."""
+    return direction in values(Direction) and policy in values(Policy) and _hex_id(run_id)
+
+
+def _import_chunk_ok(entity: object, rows: object, import_id: object) -> bool:
+    """Whether an import chunk has the shape ``worker.imports`` gives it and belongs to an import
+    a ``craftsync import`` started (its tally, for that entity, is in Redis)."""
+    if entity not in ENTITIES or not _hex_id(import_id) or not isinstance(rows, list) or len(rows) > CHUNK_ROWS:
+        return False
+    if not all(isinstance(row, dict) and isinstance(row.get("id"), str)
+               and all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in row.items())
+               for row in rows):
+        return False
+    return _redis.hget(_tally_key(str(import_id)), "entity") == str(entity).encode()
+
+
 def sync_entity(entity: str, *, direction: str, policy: str, run_id: str) -> None:
     """Run one sync of ``entity``, then queue the rest of its chain."""
+    if not _sync_message_ok(direction, policy, run_id):
+        log.warning("a %s sync message of an unexpected shape was dropped", entity)
+        return
     try:
         with entity_lock(_redis, entity):
             claimed = take_queued(_redis, entity, run_id)
@@ -185,6 +211,9 @@ ACTORS: Final = {entity: _declare(entity) for entity in ENTITIES}
 @dramatiq.actor(actor_name=IMPORT_ACTOR, queue_name=IMPORT_QUEUE, time_limit=TIME_LIMIT_MS, max_retries=MAX_CRASH_RETRIES)
 def import_chunk(entity: str, rows: list[dict[str, str | None]], import_id: str) -> None:
     """Push one chunk of a bulk import; any number of these run at once."""
+    if not _import_chunk_ok(entity, rows, import_id):
+        log.warning("an import chunk of an unexpected shape, or of no import started here, was dropped")
+        return
     try:
         counts = _engine().import_records(entity, rows)
     except SyncError as exc:
