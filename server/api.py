@@ -75,9 +75,11 @@ def pull(entity: str) -> Response:
 @entities_bp.get("/<entity:entity>/<record_id>")
 def get_one(entity: str, record_id: str) -> Response:
     _check_entity(entity)
-    repository.settle(engine(), catalog(), entity)
-    with engine().connect() as conn:
-        record = repository.get(conn, catalog(), entity, record_id)
+    record = None
+    if "\x00" not in record_id:  # no stored id holds NUL, and PostgreSQL refuses it in text
+        repository.settle(engine(), catalog(), entity)
+        with engine().connect() as conn:
+            record = repository.get(conn, catalog(), entity, record_id)
     if record is None:
         raise ApiError(404, "not_found", f"No {entity} record has id {record_id!r}.")
     return jsonify(record)

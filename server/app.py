@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from craftsync.server import errors
 from craftsync.server.api import EntityConverter, bp, entities_bp
-from craftsync.server.auth import rate_limit_key
+from craftsync.server.auth import client_address, failed_authentication, rate_limit_key
 from craftsync.server.catalog import Catalog
 from craftsync.server.config import ServerSettings
 from craftsync.server.db import make_engine, migrate
@@ -39,6 +39,10 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     )
     # One budget per key across every entity endpoint, not one per endpoint.
     limiter.shared_limit(settings.rate_limit, scope="entities")(entities_bp)
+    # Guessing keys: only refused keys count, per client address, whatever key each one tried.
+    limiter.shared_limit(settings.failed_auth_limit, scope="failed-auth", key_func=client_address,
+                         deduct_when=failed_authentication)(entities_bp)
+    limiter.shared_limit(settings.open_limit, scope="open", key_func=client_address)(bp)
     app.register_blueprint(bp)
     app.register_blueprint(entities_bp)
     return app

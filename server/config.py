@@ -13,6 +13,16 @@ DEFAULT_DATABASE_URL: Final = "sqlite:///craftsync-server.db"
 DEFAULT_RATE_LIMIT: Final = "1200/minute"
 #: The largest request body accepted (16 MiB).
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+#: Failed authentications one client address may make before it is refused for a while.
+DEFAULT_FAILED_AUTH_LIMIT: Final = "30/minute"
+#: Per-address budget of the endpoints that need no key (health, OpenAPI document).
+DEFAULT_OPEN_LIMIT: Final = "600/minute"
+#: Shorter keys can be guessed; the server refuses to start with one.
+MIN_KEY_LENGTH: Final = 16
+
+
+class ServerConfigError(ValueError):
+    """A setting the server cannot start with; the message is one line for the operator."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +35,24 @@ class ServerSettings:
     #: Shared storage for rate-limit counters across server processes; memory when None.
     redis_url: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    failed_auth_limit: str = DEFAULT_FAILED_AUTH_LIMIT
+    open_limit: str = DEFAULT_OPEN_LIMIT
+    #: The address of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are believed.
+    trusted_proxy: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        short = sum(len(key) < MIN_KEY_LENGTH for key in self.api_keys)
+        if short:
+            raise ServerConfigError(
+                f"{short} of the API_KEYS is shorter than {MIN_KEY_LENGTH} characters and could be guessed: "
+                "use long random keys, e.g. from `python -c \"import secrets; print(secrets.token_urlsafe(24))\"`."
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
-        """Settings from ``DATABASE_URL``, ``API_KEYS``, ``RATE_LIMIT`` and ``REDIS_URL``."""
+        """Settings from ``DATABASE_URL``, ``API_KEYS``, ``RATE_LIMIT``, ``FAILED_AUTH_LIMIT``,
+        ``REDIS_URL`` and ``TRUSTED_PROXY``."""
         env = os.environ if environ is None else environ
         keys = tuple(k.strip() for k in env.get("API_KEYS", "").split(",") if k.strip())
         return cls(
@@ -37,4 +60,6 @@ class ServerSettings:
             api_keys=keys,
             rate_limit=env.get("RATE_LIMIT") or DEFAULT_RATE_LIMIT,
             redis_url=env.get("REDIS_URL") or None,
+            failed_auth_limit=env.get("FAILED_AUTH_LIMIT") or DEFAULT_FAILED_AUTH_LIMIT,
+            trusted_proxy=env.get("TRUSTED_PROXY") or None,
         )

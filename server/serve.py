@@ -12,6 +12,13 @@ from craftsync.server.demo import seed
 
 #: Worker threads of the WSGI server; the database pool is sized to match.
 THREADS = 8
+#: Open connections waitress keeps before it stops accepting more. Connections that are still
+#: sending their request cost a buffer, not a thread, so hundreds of slow clients leave room
+#: for normal requests (a reverse proxy in front does better still: docs/SECURITY.md).
+CONNECTION_LIMIT = 1000
+#: Seconds a connection may stay silent before it is closed, and how often that is checked.
+CHANNEL_TIMEOUT_S = 20
+CLEANUP_INTERVAL_S = 5
 
 
 def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000, demo: bool = False) -> None:
@@ -22,7 +29,16 @@ def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000
     if demo and seed(app.extensions["craftsync.engine"], app.extensions["craftsync.catalog"]):
         print("Seeded the demo database.", flush=True)
     print(f"CraftSync API on http://{host}:{port}/api (database: {_safe_url(settings.database_url)})", flush=True)
-    waitress_serve(app, host=host, port=port, threads=THREADS, ident="craftsync", clear_untrusted_proxy_headers=True)
+    # Forwarded addresses are believed from the named proxy only; waitress drops them otherwise.
+    proxy = {"trusted_proxy": settings.trusted_proxy, "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto"}
+    waitress_serve(
+        app, host=host, port=port, threads=THREADS, ident="craftsync", clear_untrusted_proxy_headers=True,
+        **(proxy if settings.trusted_proxy else {}),
+        connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT_S, cleanup_interval=CLEANUP_INTERVAL_S,
+        asyncore_use_poll=True,  # select() cannot watch more than about a thousand sockets
+        # Refuse an oversized body on its declared length, before buffering it (>=, hence the +1).
+        max_request_body_size=settings.max_body_bytes + 1,
+    )
 
 
 def _safe_url(url: str) -> str:

@@ -46,11 +46,13 @@ def _entity(value: str) -> str:
 def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from craftsync.server.config import ServerSettings
+    from craftsync.server.config import ServerConfigError, ServerSettings
     from craftsync.server.serve import serve
 
     try:
         serve(ServerSettings.from_env(), host=args.host, port=args.port, demo=args.demo)
+    except ServerConfigError as exc:
+        raise UsageError(str(exc)) from exc
     except SQLAlchemyError as exc:
         raise UsageError(f"cannot open the database ({type(exc).__name__}): {_first_line(exc)}") from exc
     except OSError as exc:
