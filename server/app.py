@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_limiter import Limiter
 from sqlalchemy import Engine
 
@@ -45,4 +45,12 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     limiter.shared_limit(settings.open_limit, scope="open", key_func=client_address)(bp)
     app.register_blueprint(bp)
     app.register_blueprint(entities_bp)
+    app.after_request(_strict_transport_security)
     return app
+
+
+def _strict_transport_security(response: Response) -> Response:
+    """Over HTTPS, tell browsers to use nothing else for this host for a year."""
+    if request.scheme == "https":
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+    return response

@@ -16,7 +16,7 @@ MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 #: Failed authentications one client address may make before it is refused for a while.
 DEFAULT_FAILED_AUTH_LIMIT: Final = "30/minute"
 #: Per-address budget of the endpoints that need no key (health, OpenAPI document).
-DEFAULT_OPEN_LIMIT: Final = "600/minute"
+DEFAULT_OPEN_LIMIT: Final = "6000/minute"
 #: Shorter keys can be guessed; the server refuses to start with one.
 MIN_KEY_LENGTH: Final = 16
 
@@ -52,7 +52,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
         """Settings from ``DATABASE_URL``, ``API_KEYS``, ``RATE_LIMIT``, ``FAILED_AUTH_LIMIT``,
-        ``REDIS_URL`` and ``TRUSTED_PROXY``."""
+        ``OPEN_LIMIT``, ``REDIS_URL`` and ``TRUSTED_PROXY``."""
         env = os.environ if environ is None else environ
         keys = tuple(k.strip() for k in env.get("API_KEYS", "").split(",") if k.strip())
         return cls(
@@ -61,5 +61,6 @@ class ServerSettings:
             rate_limit=env.get("RATE_LIMIT") or DEFAULT_RATE_LIMIT,
             redis_url=env.get("REDIS_URL") or None,
             failed_auth_limit=env.get("FAILED_AUTH_LIMIT") or DEFAULT_FAILED_AUTH_LIMIT,
+            open_limit=env.get("OPEN_LIMIT") or DEFAULT_OPEN_LIMIT,
             trusted_proxy=env.get("TRUSTED_PROXY") or None,
         )

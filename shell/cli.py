@@ -50,7 +50,8 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
     from craftsync.server.serve import serve
 
     try:
-        serve(ServerSettings.from_env(), host=args.host, port=args.port, demo=args.demo)
+        serve(ServerSettings.from_env(), host=args.host, port=args.port, demo=args.demo,
+              certfile=args.certfile, keyfile=args.keyfile)
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from exc
     except SQLAlchemyError as exc:
@@ -200,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     server.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     server.add_argument("--demo", action="store_true", help="fill an empty database with demo records")
+    server.add_argument("--certfile", metavar="FILE", help="serve HTTPS with this certificate (PEM, chain included)")
+    server.add_argument("--keyfile", metavar="FILE", help="the certificate's private key (PEM; default: in --certfile)")
     server.set_defaults(handler=cmd_server)
     server_commands = server.add_subparsers(dest="server_command", metavar="SUBCOMMAND")
     adopt = server_commands.add_parser("adopt",

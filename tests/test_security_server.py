@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,16 +20,16 @@ import httpx
 import pytest
 
 from tests.support.api import API_KEY, AUTH, make_app
-from tests.support.process import CRAFTSYNC, Service, clean_env, free_port, start_server
+from tests.support.process import CRAFTSYNC, Service, clean_env, free_port, start_server, wait_until
 
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, Service]]:
-    """A ``craftsync server`` with the default limits but a per-key budget of 3 a minute
+    """A ``craftsync server`` with the default limits but 600 keyless requests and 3 per key a minute
     (or the budget the test passes as the fixture's parameter); its API root and the process."""
     port = free_port()
     env = clean_env(tmp_path, DATABASE_URL=sqlite_url, API_KEYS=API_KEY,
-                    RATE_LIMIT=getattr(request, "param", "3/minute"))
+                    RATE_LIMIT=getattr(request, "param", "3/minute"), OPEN_LIMIT="600/minute")
     service = start_server(env, port=port, log=tmp_path / "server.log", cwd=tmp_path, fail=pytest.fail)
     try:
         yield f"http://127.0.0.1:{port}/api", service
@@ -144,3 +145,93 @@ def test_200_slow_clients_leave_normal_requests_answered_within_2_s(server: tupl
     finally:
         for sock in slow:
             sock.close()
+
+
+# -- item 6: TLS, and no key over plain HTTP ---------------------------------------------------
+
+
+@pytest.fixture
+def https_server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, Path]]:
+    """``craftsync server --certfile --keyfile`` with a certificate from a test CA; its API root
+    and the CA's certificate file."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(ca_file)
+    cert.private_key_pem.write_to_path(key_file)
+    for n, pem in enumerate(cert.cert_chain_pems):
+        pem.write_to_path(cert_file, append=n > 0)
+    port = free_port()
+    env = clean_env(tmp_path, DATABASE_URL=sqlite_url, API_KEYS=API_KEY)
+    service = Service([*CRAFTSYNC, "server", "--port", str(port), "--certfile", str(cert_file), "--keyfile",
+                       str(key_file)], env=env, log=tmp_path / "server.log", cwd=tmp_path)
+    url = f"https://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        assert service.alive(), service.tail()
+        try:
+            return httpx.get(f"{url}/health", verify=ssl.create_default_context(cafile=ca_file), timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, what="the HTTPS server's /api/health", fail=pytest.fail)
+        yield url, ca_file
+    finally:
+        service.stop()
+
+
+def sync(tmp_path: Path, url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``craftsync sync --inline`` of a fresh device against ``url``."""
+    home = tmp_path / f"device-{secrets.token_hex(3)}"
+    variables = clean_env(home, CRAFTSYNC_DB=str(home / "craftsync.db"),
+                          REMOTE_API_URL=url, REMOTE_API_KEY=API_KEY, **env)
+    return subprocess.run([*CRAFTSYNC, "sync", "customers", "--inline"], env=variables, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_sync_over_https_works_with_the_servers_ca_and_says_so_with_hsts(
+    tmp_path: Path, https_server: tuple[str, Path],
+) -> None:
+    # Given a server over HTTPS with a certificate from the company's CA
+    url, ca_file = https_server
+
+    # When a device syncs, trusting that CA
+    done = sync(tmp_path, url, CRAFTSYNC_CA_BUNDLE=str(ca_file))
+
+    # Then the sync completes, and the server asks browsers to stay on HTTPS
+    assert done.returncode == 0, done.stderr
+    health = httpx.get(f"{url}/health", verify=ssl.create_default_context(cafile=ca_file), timeout=10)
+    assert health.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_a_server_whose_certificate_cannot_be_verified_gets_no_key(
+    tmp_path: Path, https_server: tuple[str, Path],
+) -> None:
+    # Given a server over HTTPS, and a device trusting another CA
+    url, _ = https_server
+    other_ca = tmp_path / "other-ca.pem"
+    pytest.importorskip("trustme").CA().cert_pem.write_to_path(other_ca)
+
+    # When the device syncs
+    done = sync(tmp_path, url, CRAFTSYNC_CA_BUNDLE=str(other_ca))
+
+    # Then the sync fails, and its summary line says in one sentence that the check failed
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    summary = done.stderr.strip().splitlines()[-1]
+    assert "error: The server at" in summary and "its certificate could not be verified" in summary
+
+
+def test_the_key_is_not_sent_over_plain_http_to_another_machine(tmp_path: Path) -> None:
+    # Given a listener on a non-loopback address of this machine's own making: none is needed,
+    # the refusal comes before any connection (192.0.2.1 is reserved for documentation)
+    # When a device is pointed at http:// on another machine
+    done = sync(tmp_path, "http://192.0.2.1:8000/api")
+
+    # Then it refuses at once with one line, without trying to connect
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "unencrypted" in lines[0] and "CRAFTSYNC_ALLOW_PLAIN_HTTP" in lines[0]

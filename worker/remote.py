@@ -12,6 +12,7 @@ travels in the ``Authorization`` header only and is scrubbed from every message.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final, Self, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import tenacity
@@ -76,12 +78,22 @@ class RemoteSettings:
     max_attempts: int = 5
     #: The longest wait between two attempts, whatever ``Retry-After`` says.
     max_backoff_s: float = 30.0
+    #: Whether the key may travel unencrypted (``http://``) to a host other than this machine;
+    #: ``CRAFTSYNC_ALLOW_PLAIN_HTTP=1`` by default.
+    allow_plain_http: bool = field(default_factory=lambda: os.environ.get("CRAFTSYNC_ALLOW_PLAIN_HTTP") == "1")
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"remote base_url must start with http:// or https://: {self.base_url!r}")
         if not self.api_key:
             raise ConfigurationError("remote api_key is empty")
+        if self.base_url.startswith("http://") and not _loopback(self.base_url):
+            if not self.allow_plain_http:
+                raise ConfigurationError(
+                    f"The API key would travel unencrypted to {self.base_url}: use an https:// address "
+                    "(or set CRAFTSYNC_ALLOW_PLAIN_HTTP=1 on a network you trust)."
+                )
+            log.warning("CRAFTSYNC_ALLOW_PLAIN_HTTP is set: the API key travels unencrypted to %s", self.base_url)
         if self.max_attempts < 1:
             raise ConfigurationError(f"remote max_attempts must be at least 1, not {self.max_attempts}")
 
@@ -274,6 +286,17 @@ class RemoteClient:
         if len(self.settings.api_key) >= MIN_SCRUBBED_KEY:
             text = text.replace(self.settings.api_key, "<api-key>")
         return " ".join(text.split())
+
+
+def _loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine, where plain HTTP never leaves it."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
