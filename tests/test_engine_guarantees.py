@@ -265,7 +265,8 @@ def test_a_push_whose_answer_was_lost_is_resent_without_duplicates(tmp_path: Pat
         return reference_app(environ, start_response)
 
     a = Device.in_process(tmp_path / "a.db", reference_app)
-    settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=1)
+    settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=1,
+                              allow_plain_http=True)  # served in-process: nothing leaves
     a.engine.remote = RemoteClient(settings, transport=httpx.WSGITransport(app=lossy))
     for n in range(30):
         a.sql("INSERT INTO customers (name) VALUES (?)", f"c{n}")

@@ -42,7 +42,7 @@ from craftsync.worker.remote import USER_AGENT, RemoteClient, RemoteSettings
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 #: The host name in-process requests carry; nothing resolves it, the transport is the app.
-IN_PROCESS_URL = "http://craftsync.test/api"
+IN_PROCESS_URL = "http://localhost/api"  # served in-process: loopback, so plain HTTP is allowed
 
 
 # --- fixtures and server doubles -------------------------------------------------------

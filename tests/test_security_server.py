@@ -91,6 +91,43 @@ def test_guessing_keys_from_one_address_is_refused_after_the_failed_login_limit(
     assert health[0] == 200 and health[-1] == 429
 
 
+def guesses(url: str, count: int, forwarded_for: str) -> list[int]:
+    """The statuses of ``count`` requests with fresh wrong keys, claiming to come from ``forwarded_for``."""
+    with httpx.Client(base_url=url, timeout=10) as http:
+        return [http.get("/customers", headers={"Authorization": f"Bearer {secrets.token_urlsafe(24)}",
+                                                "X-Forwarded-For": forwarded_for}).status_code for _ in range(count)]
+
+
+def test_a_forged_forwarded_address_does_not_escape_the_failed_login_limit(server: tuple[str, Service]) -> None:
+    # Given a server with no trusted proxy, and an attacker who used up its failed logins
+    url, _ = server
+    assert guesses(url, 31, "203.0.113.1")[-1] == 429
+
+    # When it claims another address in X-Forwarded-For
+    # Then it is still refused
+    assert guesses(url, 1, "203.0.113.2") == [429]
+
+
+def test_behind_the_trusted_proxy_each_client_address_has_its_own_failed_login_limit(
+    tmp_path: Path, sqlite_url: str,
+) -> None:
+    # Given a server behind a proxy named in TRUSTED_PROXY (here: the test, on loopback)
+    port = free_port()
+    env = clean_env(tmp_path, DATABASE_URL=sqlite_url, API_KEYS=API_KEY, TRUSTED_PROXY="127.0.0.1")
+    service = start_server(env, port=port, log=tmp_path / "server.log", cwd=tmp_path, fail=pytest.fail)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        # When one client address guesses past the limit
+        assert guesses(url, 31, "203.0.113.1")[-1] == 429
+
+        # Then that address is refused, and another client behind the same proxy is not
+        assert guesses(url, 1, "203.0.113.1") == [429]
+        assert guesses(url, 1, "203.0.113.2") == [401]
+        assert httpx.get(f"{url}/customers", headers={**AUTH, "X-Forwarded-For": "203.0.113.3"}).status_code == 200
+    finally:
+        service.stop()
+
+
 def test_a_valid_keys_digest_never_reaches_the_server_log(server: tuple[str, Service]) -> None:
     # Given a server whose log records every refused request
     url, service = server

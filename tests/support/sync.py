@@ -24,7 +24,8 @@ from craftsync.worker.remote import RemoteClient, RemoteSettings
 
 def remote_for(app: Flask) -> RemoteClient:
     """An API client that talks to ``app`` in-process, without sockets."""
-    settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=2, max_backoff_s=0.1)
+    settings = RemoteSettings(base_url="http://central.test/api", api_key=API_KEY, max_attempts=2, max_backoff_s=0.1,
+                              allow_plain_http=True)  # served in-process: nothing leaves
     return RemoteClient(settings, transport=httpx.WSGITransport(app=app))
 
 
