@@ -446,19 +446,19 @@ class _Batch:
         return self.conn.execute(query).first() is not None
 
     def _load_current(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The stored records of ``ids``, read after their rows are locked: another program's
-        write to one of them has either committed before, or waits for this batch."""
+        """The stored records of ``ids``, as they stand once their rows are locked: another
+        program's write to one of them has either committed before (and is folded in), or
+        waits for this batch. Rows that are not there yet are not locked: a batch made only of
+        new records reads once."""
         tables, ids = self.tables, list(ids)
-        book = tables.book
-        if self.conn.dialect.name != "sqlite":  # SQLite: the batch holds the file's write lock
-            if tables.map.key_is_id:
-                keys = sorted(ids)
-            else:
-                known = _select_in(self.conn, select(book.c.row_key), tables.record_id, ids)
-                keys = sorted(row.row_key for row in known)
-            _select_in(self.conn, select(tables.key).with_for_update(of=tables.rows), tables.key, keys)
-        fold(self.conn, tables.map)  # the writes that committed before the locks
-        rows = _select_in(self.conn, record_query(self.catalog, self.entity), tables.record_id, ids)
+        query = record_query(self.catalog, self.entity)
+        fold(self.conn, tables.map)  # every write that committed so far
+        rows = _select_in(self.conn, query, tables.record_id, ids)
+        present = sorted(row.row_key for row in rows if row.present_key is not None)
+        if present and self.conn.dialect.name != "sqlite":  # SQLite: the batch holds the file's write lock
+            _select_in(self.conn, select(tables.key).with_for_update(of=tables.rows), tables.key, present)
+            if fold(self.conn, tables.map):  # a write that committed before its row was locked
+                rows = _select_in(self.conn, query, tables.record_id, ids)
         self.keys = {row.id: (row.row_key, row.present_key is not None) for row in rows}
         return {row.id: to_record(self.entity, row) for row in rows}
 
