@@ -146,12 +146,14 @@ class Journal:
             self.writes[how] += 1
             self.deleted[record_id].add(desktop)
 
-    def give_up(self, desktop: int, record_id: str, fields: list[str], deleted: bool) -> None:
-        """The desktop took the server's side of a conflict: its writes of the fields in
-        conflict (of every field, when the server's record is deleted) need not survive."""
+    def give_up(self, desktop: int, record_id: str, fields: list[str], remote: dict[str, Any]) -> None:
+        """The desktop took the server's side of a conflict: the server's values of the fields
+        in conflict (of every field, when the server's record is deleted) replace its own
+        last writes of them."""
         with self.lock:
-            for name in EDITED if deleted else fields:
-                self.last.get((record_id, name), {}).pop(desktop, None)
+            for name in EDITED if remote.get("deleted_at") is not None else fields:
+                if desktop in self.last.get((record_id, name), {}):
+                    self.last[(record_id, name)][desktop] = remote.get(name)
 
     def edited_by(self, record_id: str) -> set[int]:
         return {d for name in EDITED for d in self.edited.get((record_id, name), set())}
@@ -340,7 +342,7 @@ class Desktop:
             if done.returncode == 0:
                 self.counts[f"conflicts settled: {use}"] += 1
                 if use == "theirs":
-                    self.journal.give_up(self.index, record_id, fields, json.loads(remote)["deleted_at"] is not None)
+                    self.journal.give_up(self.index, record_id, fields, json.loads(remote))
             elif conflict_id not in self.open_conflicts():
                 self.counts["conflicts that closed by themselves first"] += 1
             else:
