@@ -57,5 +57,5 @@ def test_a_minute_of_crashes_restarts_and_broken_requests_ends_converged_with_no
     assert soak.returncode == 0, soak.stdout + soak.stderr[-3000:]
     faults, proxy = figures["faults"], figures["proxy"]
     assert {"worker killed", "broker killed", "broker shut down", "server killed", "server shut down"} <= faults.keys(), faults
-    assert proxy.get("refused", 0) + proxy.get("dropped", 0) + proxy.get("answer lost", 0) > 0, proxy
+    assert {"refused", "dropped", "answer lost"} <= proxy.keys(), proxy
     assert figures["records"]["created"] > 0 and figures["settle"]["quiet"], figures["settle"]
