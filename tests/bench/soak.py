@@ -17,8 +17,10 @@ What runs, all real processes on loopback:
   soft-deletes and hard-deletes customers, asks for a sync on the queue every few seconds
   (policy ``manual``), and settles each conflict it is shown with ``craftsync conflicts
   resolve``, as a careful user would: the server's or its own values of the fields in
-  conflict, keeping every other edit of both sides (``--use merged``; ``--settle whole``
-  takes one side's whole record instead, with ``--use remote`` or ``--use local``).
+  conflict, keeping every other edit of both sides (``--use merged``), and the server's side
+  for a row the host app removed (hard-deleted); ``--settle whole`` takes one side's whole
+  record instead (``--use remote`` or ``--use local``), ``--settle any`` keeps either side of
+  removed rows too. Both reproduce known problems (docs/RELIABILITY.md).
 
 Faults on a schedule while the desktops work: a desktop's worker SIGKILLed (and started
 again a second later, as a process manager does), Redis killed (it comes back empty) or shut
@@ -333,6 +335,9 @@ class Desktop:
                 "WHERE resolved = 0 ORDER BY id"):
             fields = json.loads(fields_json)
             use = self.rng.choice(("theirs", "mine"))
+            removed = not self.device.sql("SELECT 1 FROM customers WHERE id = ?", record_id)
+            if removed and self.settle == "fields":
+                use = "theirs"  # keeping a removed row's side keeps its old values: a known problem
             if self.settle == "whole":
                 how = ["--use", "remote" if use == "theirs" else "local"]
             else:
@@ -788,10 +793,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the host apps' writes and the proxy")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--doc", type=Path, help="write the 'Soak' section of this doc (docs/RELIABILITY.md)")
-    parser.add_argument("--settle", choices=("fields", "whole"), default="fields",
+    parser.add_argument("--settle", choices=("fields", "whole", "any"), default="fields",
                         help="how a desktop settles a conflict: 'fields' takes one side's values of the fields in "
-                             "conflict and keeps every other edit (--use merged, the default); 'whole' takes one "
-                             "side's whole record (--use remote / --use local)")
+                             "conflict and keeps every other edit (--use merged, the default), the server's side for "
+                             "a row the host app removed; 'whole' takes one side's whole record (--use remote / "
+                             "--use local); 'any' is 'fields' for removed rows too")
     parser.add_argument("--strict", action="store_true",
                         help="fail on the known problems too (docs/RELIABILITY.md, 'Found by the soak')")
     parser.add_argument("--workdir", type=Path, help="keep the files and logs here (default: a temporary folder)")
