@@ -200,9 +200,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 #: How long ``craftsync worker`` waits at start-up for the server to answer before it starts
 #: anyway (its runs then fail, each saying why, until the server answers): long enough for
-#: a server started beside it to migrate its database, short enough that a desktop whose
-#: server is down does not leave its syncs queued unseen.
-SERVER_WAIT_S: Final = 60.0
+#: a server started beside it to migrate a new database (a second or two), short enough that
+#: a desktop whose server is down sees its first sync fail with the reason within seconds.
+SERVER_WAIT_S: Final = 10.0
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
