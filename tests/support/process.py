@@ -41,7 +41,8 @@ CRAFTSYNC: Final = (
 )
 #: Environment variables that must not leak from the developer's shell into the processes.
 OWN_VARIABLES: Final = ("REDIS_URL", "REMOTE_API_URL", "REMOTE_API_KEY", "CRAFTSYNC_DB", "CRAFTSYNC_WORKERS",
-                        "CRAFTSYNC_CA_BUNDLE", "CRAFTSYNC_HOME", "DATABASE_URL", "API_KEYS", "RATE_LIMIT")
+                        "CRAFTSYNC_CA_BUNDLE", "CRAFTSYNC_HOME", "DATABASE_URL", "API_KEYS", "RATE_LIMIT",
+                        "TRUSTED_PROXY", "FAILED_AUTH_LIMIT", "OPEN_LIMIT", "CRAFTSYNC_ALLOW_PLAIN_HTTP")
 #: The key by which a test or a benchmark claims a Redis database number, and for how long
 #: at most (in case it dies without cleaning up).
 CLAIM_KEY: Final = "craftsync-test:claim"
