@@ -520,7 +520,12 @@ def _stop_family(family: list[psutil.Process]) -> None:
                 member.terminate()
             except psutil.NoSuchProcess:
                 pass
-    _, alive = psutil.wait_procs(living, timeout=STOP_TIMEOUT_S)
+    _kill_after_timeout(living)
+
+
+def _kill_after_timeout(family: list[psutil.Process]) -> None:
+    """Wait STOP_TIMEOUT_S for a family told to stop, then SIGKILL whatever is still there."""
+    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_S)
     for member in alive:
         try:
             member.kill()
@@ -567,13 +572,7 @@ def _stop_tree(process: subprocess.Popen[bytes]) -> None:
         parent.terminate()
     except psutil.NoSuchProcess:
         pass
-    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_S)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
+    _kill_after_timeout(family)
     process.poll()
 
 
