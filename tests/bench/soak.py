@@ -150,10 +150,9 @@ class Journal:
 
     def give_up(self, desktop: int, record_id: str, fields: list[str], remote: dict[str, Any]) -> None:
         """The desktop took the server's side of a conflict: the server's values of the fields
-        in conflict (of every field, when the server's record is deleted) replace its own
-        last writes of them."""
+        in conflict replace its own last writes of them (its edits of the others are kept)."""
         with self.lock:
-            for name in EDITED if remote.get("deleted_at") is not None else fields:
+            for name in fields:
                 if desktop in self.last.get((record_id, name), {}):
                     self.last[(record_id, name)][desktop] = remote.get(name)
 
