@@ -83,8 +83,11 @@ DESKTOPS: Final = 8
 #: Desktops whose worker is killed; the others' workers live through the soak, so that
 #: their memory is measured over all of it.
 KILLED_DESKTOPS: Final = 4
-#: The schedule: (first at, then every) seconds into the soak, per fault.
-SCHEDULE: Final = {"worker killed": (10, 20), "server restarted": (15, 30), "broker restarted": (25, 30)}
+#: The schedule: (first at, then every) seconds into the soak, and until which share of it, per
+#: fault. The server is restarted in the first half only, so that its last process lives
+#: long enough for its memory to be measured.
+SCHEDULE: Final = {"worker killed": (10, 20, 1.0), "server restarted": (10, 20, 0.55),
+                   "broker restarted": (25, 30, 1.0)}
 BREAK_RATE: Final = 0.10
 #: A killed worker is started again this long after, as a process manager would.
 WORKER_RESTART_S: Final = 1.0
@@ -440,8 +443,8 @@ class Soak:
     # -- faults ----------------------------------------------------------------------------
 
     def schedule(self, seconds: float) -> list[tuple[float, str]]:
-        plan = [(float(at), kind) for kind, (first, every) in SCHEDULE.items()
-                for at in range(first, int(seconds), every)]
+        plan = [(float(at), kind) for kind, (first, every, until) in SCHEDULE.items()
+                for at in range(first, int(seconds * until), every)]
         return sorted(plan)
 
     def inject(self, kind: str, count: int) -> None:
