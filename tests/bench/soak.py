@@ -732,7 +732,8 @@ def section(f: dict[str, Any], command: str) -> str:
         ("Redis shut down and started again with its data", faults.get("broker shut down", 0),
          "workers reconnect, queued runs go on; " + ok),
         ("Server SIGKILLed and started again on its database", faults.get("server killed", 0),
-         f"runs meanwhile fail with a plain reason ({runs.get('failed', 0)} failed runs in all); " + ok),
+         f"the client's retries carry its runs over, or they fail with a plain reason ({runs.get('failed', 0)} "
+         "failed runs in all); " + ok),
         ("Server shut down (SIGTERM) and started again", faults.get("server shut down", 0), ok),
         ("Request answered 503 by the proxy before the server", proxy.get("refused", 0),
          "retried by the client with backoff"),
