@@ -58,11 +58,16 @@ def make_private(folder: Path) -> Path:
 def create_private(path: Path) -> None:
     """Create the file at ``path`` readable by the user only (0600) unless it exists already,
     so that a program writing it next (SQLite) keeps that mode whatever the umask. An error is
-    left for that program to meet and report."""
+    left for that program to meet and report.
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, so opening and closing a database another thread has open
+    would silently release that thread's SQLite locks (and let other processes write under
+    it: the file then reads as damaged)."""
     try:
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError:
-        pass
+        pass  # there already (or cannot be made: SQLite says why)
 
 
 def runtime_file() -> Path:
