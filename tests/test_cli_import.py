@@ -77,7 +77,9 @@ def test_an_import_without_wait_says_what_it_queued_and_the_workers_push_it(devi
     assert line.startswith(f"queued: {ROWS} customers in 3 chunks (") and line.endswith(")"), line
     # And the workers push every row
     wait_until(lambda: len(device.central.stored("customers")) == ROWS, timeout=60, what="the import to reach the server")
-    wait_until(lambda: device.not_synced() == [], timeout=30, what="the import to be stored locally")
+    # (a chunk's rows are written locally once the server has answered for them)
+    wait_until(lambda: len(device.live("customers")) == ROWS and device.not_synced() == [], timeout=30,
+               what="the import to be stored locally")
     assert_identical(device, "customers", count=ROWS)
 
 
